@@ -3,6 +3,7 @@
 
 #include "lmforge/autograd/tape.h"
 #include "lmforge/ops/elementwise.h"
+#include "lmforge/ops/slice.h"
 #include "op_test_util.h"
 #include "test_util.h"
 
@@ -72,4 +73,19 @@ TEST(Autograd, AccumulatesAcrossMicrobatchesAndRecompute) {
     EXPECT_NEAR(gx[i], 2 * wv[i] * xv[i], 1e-6);
   }
   EXPECT_EQ(autograd::tape_size(), 0u);
+}
+
+TEST(OpsSlice, ForwardAndGrad) {
+  Tensor x = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, {2, 4});
+  EXPECT_EQ(ops::slice_last(x, 1, 3).to_float_vector(), (std::vector<float>{1, 2, 5, 6}));
+  auto parts = ops::split_last(x, {1, 3});
+  EXPECT_EQ(parts[1].shape(), (Shape{2, 3}));
+  EXPECT_EQ(ops::concat_last(parts).to_float_vector(), x.to_float_vector());
+  EXPECT_THROW(ops::slice_last(x, 2, 5), Error);
+  EXPECT_THROW(ops::split_last(x, {1, 2}), Error);
+  auto r = gradcheck([](auto& v) { return ops::mul(ops::slice_last(v[0], 1, 4), ops::slice_last(v[0], 0, 3)); },
+                     {r64({3, 5}, 1)});
+  EXPECT_LT(r.max_rel_error, 1e-6) << r.worst;
+  auto rc = gradcheck([](auto& v) { return ops::concat_last({v[0], v[1], v[0]}); }, {r64({2, 2}, 1), r64({2, 3}, 2)});
+  EXPECT_LT(rc.max_rel_error, 1e-6) << rc.worst;
 }

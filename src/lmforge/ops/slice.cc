@@ -1,0 +1,74 @@
+#include "lmforge/ops/slice.h"
+
+#include "lmforge/autograd/tape.h"
+#include "lmforge/backend/kernels.h"
+#include "lmforge/ops/check.h"
+
+namespace lmf::ops {
+
+namespace ag = autograd;
+
+Tensor slice_last(const Tensor& x_in, int64_t start, int64_t end) {
+  check_defined("slice_last", "x", x_in);
+  if (x_in.dim() == 0) fail("[slice_last] x must have at least one dimension");
+  const int64_t C = x_in.size(-1);
+  if (start < 0 || end > C || start > end)
+    fail("[slice_last] range [", start, ", ", end, ") out of bounds for last dimension ", C);
+  Tensor x = x_in.contiguous();
+  Shape s = x.shape();
+  s.back() = end - start;
+  Tensor out = Tensor::empty(s, x.dtype(), x.device());
+  LMF_DISPATCH(out, copy_columns, x, start, out, 0, end - start, false);
+  Shape full = x.shape();
+  ag::record("slice_last", {x_in}, {&out}, [full, start, end](ag::GradContext& ctx) -> std::vector<Tensor> {
+    const Tensor& g = ctx.grad_output(0);
+    Tensor dx = Tensor::zeros(full, g.dtype(), g.device());
+    LMF_DISPATCH(dx, copy_columns, g, 0, dx, start, end - start, false);
+    return {dx};
+  });
+  return out;
+}
+
+std::vector<Tensor> split_last(const Tensor& x, const std::vector<int64_t>& sizes) {
+  std::vector<Tensor> out;
+  int64_t off = 0;
+  for (int64_t s : sizes) {
+    out.push_back(slice_last(x, off, off + s));
+    off += s;
+  }
+  if (x.defined() && off != x.size(-1))
+    fail("[split_last] sizes sum to ", off, " but the last dimension is ", x.size(-1));
+  return out;
+}
+
+Tensor concat_last(const std::vector<Tensor>& xs_in) {
+  if (xs_in.empty()) fail("[concat_last] no tensors");
+  std::vector<Tensor> xs;
+  int64_t C = 0;
+  for (const auto& t : xs_in) {
+    check_defined("concat_last", "x", t);
+    if (t.dtype() != xs_in[0].dtype() || t.dim() != xs_in[0].dim()) fail("[concat_last] dtypes/ranks differ");
+    for (int d = 0; d + 1 < t.dim(); d++)
+      if (t.size(d) != xs_in[0].size(d)) fail("[concat_last] leading shapes differ: ", shape_str(t.shape()));
+    check_same_device("concat_last", t, xs_in[0]);
+    xs.push_back(t.contiguous());
+    C += t.size(-1);
+  }
+  Shape s = xs[0].shape();
+  s.back() = C;
+  Tensor out = Tensor::empty(s, xs[0].dtype(), xs[0].device());
+  std::vector<int64_t> widths;
+  int64_t off = 0;
+  for (const auto& t : xs) {
+    LMF_DISPATCH(out, copy_columns, t, 0, out, off, t.size(-1), false);
+    widths.push_back(t.size(-1));
+    off += t.size(-1);
+  }
+  ag::record("concat_last", xs_in, {&out}, [widths](ag::GradContext& ctx) -> std::vector<Tensor> {
+    ag::NoGradGuard ng;
+    return split_last(ctx.grad_output(0), widths);
+  });
+  return out;
+}
+
+}  // namespace lmf::ops
