@@ -194,8 +194,12 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, Mode mode)
   m->mode_ = mode;
   m->size_ = size_t(st.st_size);
   if (m->size_ > 0) {
-    int prot = mode == Mode::copy_on_write ? (PROT_READ | PROT_WRITE) : PROT_READ;
-    void* p = ::mmap(nullptr, m->size_, prot, MAP_PRIVATE, fd, 0);
+    const bool cow = mode == Mode::copy_on_write;
+    // A private writable mapping is charged against the commit limit as if every page could be
+    // copied; MAP_NORESERVE skips that so a checkpoint larger than RAM + swap still maps (only
+    // pages actually written need memory).
+    void* p = ::mmap(nullptr, m->size_, cow ? (PROT_READ | PROT_WRITE) : PROT_READ,
+                     cow ? (MAP_PRIVATE | MAP_NORESERVE) : MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int e = errno;
       ::close(fd);

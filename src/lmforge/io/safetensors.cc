@@ -140,8 +140,12 @@ SafetensorsTensorInfo parse_entry(const std::string& file, const std::string& na
   if (dt == v.end() || !dt->is_string()) throw Error(bad("missing string field 'dtype'"));
   info.file_dtype = dt->get<std::string>();
   bool found = false;
-  for (const auto& d : kReadable)
-    if (info.file_dtype == d.name) info.dtype = d.dtype, found = true;
+  for (const auto& d : kReadable) {
+    if (info.file_dtype == d.name) {
+      info.dtype = d.dtype;
+      found = true;
+    }
+  }
   if (!found) {
     for (const char* u : kUnsupported)
       if (info.file_dtype == u)
