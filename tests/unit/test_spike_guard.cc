@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "lmforge/core/error.h"
 #include "lmforge/train/spike_guard.h"
 
 using namespace lmf;
