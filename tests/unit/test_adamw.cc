@@ -2,7 +2,6 @@
 // Expected values come from the textbook formulas evaluated in fp64 here (reference_step below,
 // or literals printed by a few lines of Python with the same formulas), never from the library.
 #include <gtest/gtest.h>
-
 #include <omp.h>
 
 #include <cmath>
@@ -53,10 +52,10 @@ void reference_step(RefState& s, const std::vector<double>& grads, int64_t t, do
 }
 
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, double rel,
-                  const char* what) {
+                  const char* what, double abs = 1e-30) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); i++)
-    EXPECT_NEAR(got[i], want[i], rel * std::fabs(want[i]) + 1e-30) << what << "[" << i << "]";
+    EXPECT_NEAR(got[i], want[i], rel * std::fabs(want[i]) + abs) << what << "[" << i << "]";
 }
 
 std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
@@ -78,9 +77,8 @@ TEST(AdamW, ThreeStepTrajectoryMatchesHandComputed) {
       {0.49124835248602283, -1.2373129903311841, 1.9949308989222398}};
   const std::vector<std::vector<double>> want_m = {
       {0.01, -0.03, 1e-10}, {-0.011, -0.002, 2.9e-10}, {-0.0049, -0.0118, 1.61e-10}};
-  const std::vector<std::vector<double>> want_v = {{5e-4, 4.5e-3, 5e-20},
-                                                   {2.475e-3, 7.4e-3, 2.475e-19},
-                                                   {2.47625e-3, 7.53e-3, 2.85125e-19}};
+  const std::vector<std::vector<double>> want_v = {
+      {5e-4, 4.5e-3, 5e-20}, {2.475e-3, 7.4e-3, 2.475e-19}, {2.47625e-3, 7.53e-3, 2.85125e-19}};
   for (int t = 0; t < 3; t++) {
     opt.step(p, Tensor::from_vector<float>(grads[t], {3}), Tensor(), lrs[t]);
     EXPECT_EQ(opt.steps_taken(), t + 1);
@@ -108,7 +106,8 @@ TEST(AdamW, GroupsDecayLrScaleAndFrozenGap) {
   // [0, 400) wd 0.1; [400, 700) no decay; [700, 710) frozen (no group); [710, 1000) wd 0.1 at
   // half lr. Random p and g; three steps against the fp64 reference.
   const int64_t n = 1000;
-  std::vector<AdamWGroup> groups = {{0, 400, 0.1, 1.0}, {400, 700, 0.0, 1.0}, {710, 1000, 0.1, 0.5}};
+  std::vector<AdamWGroup> groups = {
+      {0, 400, 0.1, 1.0}, {400, 700, 0.0, 1.0}, {710, 1000, 0.1, 0.5}};
   AdamWConfig cfg{0.9, 0.95, 1e-8, 123.0};  // config wd unused when groups are given
   AdamW opt(cfg, n, Device::cpu(), groups);
   Tensor p = test::random_tensor({n}, DType::f32, 1);
@@ -136,6 +135,21 @@ TEST(AdamW, GroupsDecayLrScaleAndFrozenGap) {
       EXPECT_NEAR(m[i], ref.m[i], 1e-6 * std::fabs(ref.m[i]) + 2e-8) << i;
     }
   }
+}
+
+TEST(AdamW, SmallBeta1TakesTheOtherLerpBranch) {
+  // 1 - beta1 >= 0.5 switches ATen's lerp to end - (end - self) * (1 - w); same math.
+  const int64_t n = 64;
+  AdamW opt({0.3, 0.9, 1e-8, 0.05}, n, Device::cpu());
+  Tensor p = test::random_tensor({n}, DType::f32, 51);
+  RefState ref{p.to_double_vector(), std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+  for (int64_t t = 1; t <= 3; t++) {
+    Tensor g = test::random_tensor({n}, DType::f32, 60 + t);
+    opt.step(p, g, Tensor(), 1e-2);
+    reference_step(ref, g.to_double_vector(), t, 1e-2, 0.05, 0.3, 0.9, 1e-8, 1.0, 0, n);
+  }
+  expect_close(p.to_float_vector(), ref.p, 1e-6, "p");
+  expect_close(opt.exp_avg().to_float_vector(), ref.m, 1e-6, "m", 1e-7);  // |g| <= 1
 }
 
 TEST(AdamW, ZeroGradientLeavesOnlyDecoupledDecay) {
@@ -199,7 +213,8 @@ TEST(AdamW, StateTensorsRoundTripResumesExactly) {
   AdamWConfig cfg{0.9, 0.95, 1e-8, 0.1};
   AdamW a(cfg, n, Device::cpu());
   Tensor pa = test::random_tensor({n}, DType::f32, 21);
-  for (int t = 0; t < 2; t++) a.step(pa, test::random_tensor({n}, DType::f32, 30 + t), Tensor(), 1e-2);
+  for (int t = 0; t < 2; t++)
+    a.step(pa, test::random_tensor({n}, DType::f32, 30 + t), Tensor(), 1e-2);
 
   std::map<std::string, Tensor> saved;
   for (auto& [name, t] : a.state_tensors()) saved[name] = t.clone();
@@ -272,12 +287,22 @@ TEST(AdamW, RejectsBadConfigAndGroups) {
   expect_error([] { AdamW({0.9, 0.95, 1e-8, -0.1}, 4, Device::cpu()); }, "weight_decay");
   expect_error([] { AdamW({}, -1, Device::cpu()); }, "numel");
   expect_error([] { AdamW({}, 10, Device::cpu(), {{0, 11, 0.1, 1.0}}); }, "groups[0]");
-  expect_error([] { AdamW({}, 10, Device::cpu(), {{0, 6, 0.1, 1.0}, {5, 10, 0.0, 1.0}}); },
-               "groups[1]");
-  expect_error([] { AdamW({}, 10, Device::cpu(), {{5, 10, 0.1, 1.0}, {0, 5, 0.0, 1.0}}); },
-               "groups[1]");
+  expect_error(
+      [] {
+        AdamW({}, 10, Device::cpu(), {{0, 6, 0.1, 1.0}, {5, 10, 0.0, 1.0}});
+      },
+      "groups[1]");
+  expect_error(
+      [] {
+        AdamW({}, 10, Device::cpu(), {{5, 10, 0.1, 1.0}, {0, 5, 0.0, 1.0}});
+      },
+      "groups[1]");
   expect_error([] { AdamW({}, 10, Device::cpu(), {{4, 2, 0.1, 1.0}}); }, "groups[0]");
-  expect_error([] { AdamW({}, 10, Device::cpu(), {{0, 10, -0.1, 1.0}}); }, "groups[0].weight_decay");
+  expect_error(
+      [] {
+        AdamW({}, 10, Device::cpu(), {{0, 10, -0.1, 1.0}});
+      },
+      "groups[0].weight_decay");
   expect_error([] { AdamW({}, 10, Device::cpu(), {{0, 10, 0.1, -1.0}}); }, "groups[0].lr_scale");
 }
 
@@ -302,13 +327,16 @@ TEST(GradNorm, MatchesFp64SumAndIsThreadCountInvariant) {
   EXPECT_EQ(grad_norm(Tensor::from_vector<float>({3.f, -4.f}, {2})), 5.0);
   EXPECT_TRUE(std::isinf(grad_norm(Tensor::from_vector<float>({1.f, INFINITY}, {2}))));
   expect_error([] { grad_norm(Tensor::zeros({4}, DType::bf16)); }, "f32");
-  expect_error([] { grad_norm(test::random_tensor({2, 3}, DType::f32, 1).transpose(0, 1)); },
-               "contiguous");
+  expect_error(
+      [] {
+        grad_norm(test::random_tensor({2, 3}, DType::f32, 1).transpose(0, 1));
+      },
+      "contiguous");
 }
 
 TEST(GradNorm, ClipFactorAsTorch) {
   EXPECT_DOUBLE_EQ(clip_factor(2.0, 1.0), 1.0 / (2.0 + 1e-6));
-  EXPECT_EQ(clip_factor(0.5, 1.0), 1.0);   // below max: no scaling
+  EXPECT_EQ(clip_factor(0.5, 1.0), 1.0);  // below max: no scaling
   EXPECT_EQ(clip_factor(0.0, 1.0), 1.0);
   EXPECT_EQ(clip_factor(INFINITY, 1.0), 0.0);
   EXPECT_TRUE(std::isnan(clip_factor(std::nan(""), 1.0)));

@@ -43,13 +43,13 @@ LrSchedule make(LrScheduleKind kind, double peak, int64_t warmup, int64_t total)
 
 TEST(LrSchedule, ConstantWithWarmupStartsAtZero) {
   LrSchedule s = make(LrScheduleKind::constant, 1e-3, 10, 0);
-  expect_lr(lr_at(s, 0), 0.0);      // HF: step / max(1, W) = 0
-  expect_lr(lr_at(s, 1), 1e-4);     // 1/10 * 1e-3
+  expect_lr(lr_at(s, 0), 0.0);   // HF: step / max(1, W) = 0
+  expect_lr(lr_at(s, 1), 1e-4);  // 1/10 * 1e-3
   expect_lr(lr_at(s, 5), 5e-4);
   expect_lr(lr_at(s, 10), 1e-3);
   expect_lr(lr_at(s, 123456), 1e-3);
   s.warmup_steps = 0;
-  expect_lr(lr_at(s, 0), 1e-3);     // no warmup: peak from the first step
+  expect_lr(lr_at(s, 0), 1e-3);  // no warmup: peak from the first step
 }
 
 TEST(LrSchedule, LinearMatchesHfAndRespectsFloor) {
@@ -57,10 +57,10 @@ TEST(LrSchedule, LinearMatchesHfAndRespectsFloor) {
   expect_lr(lr_at(s, 0), 0.0);
   expect_lr(lr_at(s, 5), 5e-4);
   expect_lr(lr_at(s, 10), 1e-3);
-  expect_lr(lr_at(s, 60), 5e-4);    // (110 - 60) / (110 - 10) = 0.5
-  expect_lr(lr_at(s, 109), 1e-5);   // 1 / 100 * 1e-3
+  expect_lr(lr_at(s, 60), 5e-4);   // (110 - 60) / (110 - 10) = 0.5
+  expect_lr(lr_at(s, 109), 1e-5);  // 1 / 100 * 1e-3
   expect_lr(lr_at(s, 110), 0.0);
-  expect_lr(lr_at(s, 500), 0.0);    // max(0, ...)
+  expect_lr(lr_at(s, 500), 0.0);  // max(0, ...)
   s.lr_min = 1e-4;
   expect_lr(lr_at(s, 60), 5.5e-4);  // 1e-4 + 9e-4 * 0.5
   expect_lr(lr_at(s, 110), 1e-4);
@@ -83,8 +83,8 @@ TEST(LrSchedule, PolynomialPower) {
   LrSchedule s = make(LrScheduleKind::polynomial, 1e-3, 0, 100);
   s.power = 2.0;
   expect_lr(lr_at(s, 0), 1e-3);
-  expect_lr(lr_at(s, 50), 2.5e-4);    // (1 - .5)^2 * 1e-3
-  expect_lr(lr_at(s, 75), 6.25e-5);   // (.25)^2 * 1e-3
+  expect_lr(lr_at(s, 50), 2.5e-4);   // (1 - .5)^2 * 1e-3
+  expect_lr(lr_at(s, 75), 6.25e-5);  // (.25)^2 * 1e-3
   expect_lr(lr_at(s, 100), 0.0);
   s.lr_min = 1e-5;
   expect_lr(lr_at(s, 50), 2.575e-4);  // 1e-5 + 99e-5 * .25
@@ -108,9 +108,9 @@ TEST(LrSchedule, WsdMambaoutaiLinearDecay) {
   expect_lr(lr_at(s, 480), 2e-3);
   expect_lr(lr_at(s, 5000), 2e-3);
   expect_lr(lr_at(s, 8479), 2e-3);
-  expect_lr(lr_at(s, 8480), 2e-3);                   // q = 0
-  expect_lr(lr_at(s, 9240), 1.1e-3);                 // q = .5: 2e-4 + 1.8e-3 * .5
-  expect_lr(lr_at(s, 9999), 2.011842105263158e-4);   // q = 1519/1520
+  expect_lr(lr_at(s, 8480), 2e-3);                  // q = 0
+  expect_lr(lr_at(s, 9240), 1.1e-3);                // q = .5: 2e-4 + 1.8e-3 * .5
+  expect_lr(lr_at(s, 9999), 2.011842105263158e-4);  // q = 1519/1520
   expect_lr(lr_at(s, 10000), 2e-4);
   expect_lr(lr_at(s, 20000), 2e-4);
 }
@@ -118,7 +118,7 @@ TEST(LrSchedule, WsdMambaoutaiLinearDecay) {
 TEST(LrSchedule, WsdOneMinusSqrtMmBert) {
   // mmBERT: 1-sqrt decay to 0.02 x peak.
   LrSchedule s = make(LrScheduleKind::wsd, 8e-4, 100, 1000);
-  s.min_ratio = 0.02;  // 1.6e-5
+  s.min_ratio = 0.02;   // 1.6e-5
   s.decay_steps = 400;  // decay over [600, 1000)
   s.decay_shape = DecayShape::one_minus_sqrt;
   expect_lr(lr_at(s, 599), 8e-4);
@@ -133,10 +133,10 @@ TEST(LrSchedule, WsdExponentialAndCosineShapes) {
   s.lr_min = 1e-5;
   s.decay_fraction = 0.5;  // D = 100, decay from 100
   s.decay_shape = DecayShape::exponential;
-  expect_lr(lr_at(s, 0), 1e-3);                      // no warmup
+  expect_lr(lr_at(s, 0), 1e-3);  // no warmup
   expect_lr(lr_at(s, 100), 1e-3);
-  expect_lr(lr_at(s, 125), 3.1622776601683794e-4);   // 1e-3 * (1e-2)^.25
-  expect_lr(lr_at(s, 150), 1e-4);                    // 1e-3 * (1e-2)^.5
+  expect_lr(lr_at(s, 125), 3.1622776601683794e-4);  // 1e-3 * (1e-2)^.25
+  expect_lr(lr_at(s, 150), 1e-4);                   // 1e-3 * (1e-2)^.5
   expect_lr(lr_at(s, 200), 1e-5);
 
   LrSchedule c = make(LrScheduleKind::wsd, 1.0, 0, 100);
@@ -179,8 +179,10 @@ TEST(LrSchedule, MonotoneWarmupAndDecay) {
     double prev = lr_at(s, 0);
     for (int64_t t = 1; t <= 600; t++) {
       double lr = lr_at(s, t);
-      if (t <= 37) EXPECT_GT(lr, prev) << "step " << t;  // strictly rising warmup
-      else EXPECT_LE(lr, prev + 1e-18) << "step " << t;  // never rising after
+      if (t <= 37)
+        EXPECT_GT(lr, prev) << "step " << t;  // strictly rising warmup
+      else
+        EXPECT_LE(lr, prev + 1e-18) << "step " << t;  // never rising after
       EXPECT_GE(lr, s.lr_min - 1e-18);
       EXPECT_LE(lr, s.lr_peak + 1e-18);
       prev = lr;

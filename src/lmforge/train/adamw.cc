@@ -37,7 +37,8 @@ void check_buffer(const Tensor& t, const char* arg, int64_t numel, Device device
 
 }  // namespace
 
-AdamW::AdamW(const AdamWConfig& config, int64_t numel, Device device, std::vector<AdamWGroup> groups)
+AdamW::AdamW(const AdamWConfig& config, int64_t numel, Device device,
+             std::vector<AdamWGroup> groups)
     : config_(config), numel_(numel), device_(device), groups_(std::move(groups)) {
   check_unit_interval(config.beta1, "beta1");
   check_unit_interval(config.beta2, "beta2");
@@ -55,7 +56,8 @@ AdamW::AdamW(const AdamWConfig& config, int64_t numel, Device device, std::vecto
       fail("AdamW: groups[", i, "]: range [", g.begin, ", ", g.end,
            ") overlaps or precedes the previous range ending at ", groups_[i - 1].end);
     if (!(std::isfinite(g.weight_decay) && g.weight_decay >= 0))
-      fail("AdamW: groups[", i, "].weight_decay: expected a finite value >= 0, got ", g.weight_decay);
+      fail("AdamW: groups[", i, "].weight_decay: expected a finite value >= 0, got ",
+           g.weight_decay);
     if (!(std::isfinite(g.lr_scale) && g.lr_scale >= 0))
       fail("AdamW: groups[", i, "].lr_scale: expected a finite value >= 0, got ", g.lr_scale);
     if (g.begin == g.end) continue;
@@ -74,7 +76,8 @@ void AdamW::step(const Tensor& master, const Tensor& grads, const Tensor& comput
   check_buffer(master, "master", numel_, device_, true);
   check_buffer(grads, "grads", numel_, device_, true);
   if (compute_copy.defined()) check_buffer(compute_copy, "compute_copy", numel_, device_, false);
-  if (!(std::isfinite(lr) && lr >= 0)) fail("AdamW::step: lr: expected a finite value >= 0, got ", lr);
+  if (!(std::isfinite(lr) && lr >= 0))
+    fail("AdamW::step: lr: expected a finite value >= 0, got ", lr);
   if (!(std::isfinite(grad_scale) && grad_scale >= 0))
     fail("AdamW::step: grad_scale: expected a finite value >= 0, got ", grad_scale);
 
@@ -84,7 +87,6 @@ void AdamW::step(const Tensor& master, const Tensor& grads, const Tensor& comput
   const double bias_correction1 = 1.0 - std::pow(config_.beta1, double(t));
   const double bias_correction2 = 1.0 - std::pow(config_.beta2, double(t));
   AdamWScalars s;
-  s.beta1 = float(config_.beta1);
   s.beta2 = float(config_.beta2);
   s.one_minus_beta1 = float(1.0 - config_.beta1);
   s.one_minus_beta2 = float(1.0 - config_.beta2);
@@ -142,7 +144,8 @@ void AdamW::load_state_tensors(const std::map<std::string, Tensor>& state) {
   };
   check_moment("exp_avg", m);
   check_moment("exp_avg_sq", v);
-  if (step.numel() != 1) fail("AdamW: state 'step': expected a scalar, got shape ", shape_str(step.shape()));
+  if (step.numel() != 1)
+    fail("AdamW: state 'step': expected a scalar, got shape ", shape_str(step.shape()));
   const double steps = step.item();
   if (!(steps >= 0 && steps == std::floor(steps) && steps < 9.0e15))
     fail("AdamW: state 'step': expected a non-negative integer, got ", steps);

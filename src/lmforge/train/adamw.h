@@ -47,7 +47,8 @@ class AdamW {
   // "AdamW: <field>: ..." for beta outside [0, 1), eps < 0, weight_decay < 0, numel < 0, a group
   // with begin > end, outside [0, numel), unsorted or overlapping, weight_decay < 0 or
   // lr_scale < 0 (all checks as torch.optim.AdamW's constructor where it has one).
-  AdamW(const AdamWConfig& config, int64_t numel, Device device, std::vector<AdamWGroup> groups = {});
+  AdamW(const AdamWConfig& config, int64_t numel, Device device,
+        std::vector<AdamWGroup> groups = {});
   // Move-only: a copy would alias the state tensors (Tensor copies share storage).
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;

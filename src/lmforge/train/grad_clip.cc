@@ -12,7 +12,8 @@ namespace lmf {
 
 double grad_norm(const Tensor& g) {
   if (!g.defined()) fail("grad_norm: tensor is undefined");
-  if (g.dtype() != DType::f32) fail("grad_norm: expected f32 gradients, got ", dtype_name(g.dtype()));
+  if (g.dtype() != DType::f32)
+    fail("grad_norm: expected f32 gradients, got ", dtype_name(g.dtype()));
   if (!g.is_contiguous()) fail("grad_norm: expected a contiguous tensor, got ", g.str());
   const float* x = static_cast<const float*>(g.data_ptr());
   if (g.device().is_cpu()) return std::sqrt(cpu::sum_of_squares(x, g.numel()));

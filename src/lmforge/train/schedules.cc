@@ -13,8 +13,7 @@ namespace {
 constexpr const char* kWhere = "lr_schedule: ";
 
 void check_fraction(const std::optional<double>& v, const char* field) {
-  if (v && !(*v >= 0.0 && *v <= 1.0))
-    fail(kWhere, field, ": expected a value in [0, 1], got ", *v);
+  if (v && !(*v >= 0.0 && *v <= 1.0)) fail(kWhere, field, ": expected a value in [0, 1], got ", *v);
 }
 
 // Resolves the wsd decay length D from whichever of the three fields is set.
@@ -37,22 +36,26 @@ int64_t wsd_decay_steps(const LrSchedule& s, int64_t warmup) {
     decay = total - warmup - std::llround(*s.stable_fraction * double(total));
     if (decay < 0)
       fail(kWhere, "stable_fraction: warmup (", warmup, ") + stable (",
-           std::llround(*s.stable_fraction * double(total)), ") exceeds total_steps (", total,
-           ")");
+           std::llround(*s.stable_fraction * double(total)), ") exceeds total_steps (", total, ")");
   }
   if (warmup + decay > total)
-    fail(kWhere, "decay_steps: warmup (", warmup, ") + decay (", decay,
-         ") exceeds total_steps (", total, ")");
+    fail(kWhere, "decay_steps: warmup (", warmup, ") + decay (", decay, ") exceeds total_steps (",
+         total, ")");
   return decay;
 }
 
-// Fraction of (P - L) left after the decay progress q in [0, 1] for the linear/cosine/1-sqrt shapes.
+// Fraction of (P - L) left after the decay progress q in [0, 1] for the linear/cosine/1-sqrt
+// shapes.
 double decay_factor(DecayShape shape, double q) {
   switch (shape) {
-    case DecayShape::linear: return 1.0 - q;
-    case DecayShape::cosine: return 0.5 * (1.0 + std::cos(std::numbers::pi * q));
-    case DecayShape::one_minus_sqrt: return 1.0 - std::sqrt(q);
-    case DecayShape::exponential: break;  // handled by the caller (multiplicative form)
+    case DecayShape::linear:
+      return 1.0 - q;
+    case DecayShape::cosine:
+      return 0.5 * (1.0 + std::cos(std::numbers::pi * q));
+    case DecayShape::one_minus_sqrt:
+      return 1.0 - std::sqrt(q);
+    case DecayShape::exponential:
+      break;  // handled by the caller (multiplicative form)
   }
   LMF_CHECK(false, "decay_factor: unexpected shape");
   return 0.0;
@@ -124,7 +127,8 @@ double lr_at(const ResolvedLrSchedule& r, int64_t step) {
   if (step < W) return P * double(step) / double(std::max<int64_t>(1, W));
 
   switch (r.kind) {
-    case LrScheduleKind::constant: return P;
+    case LrScheduleKind::constant:
+      return P;
     case LrScheduleKind::linear: {
       double f = double(T - step) / double(std::max<int64_t>(1, T - W));
       return L + (P - L) * std::max(0.0, f);
@@ -175,21 +179,30 @@ DecayShape parse_decay_shape(std::string_view name) {
 
 std::string_view lr_schedule_kind_name(LrScheduleKind k) {
   switch (k) {
-    case LrScheduleKind::constant: return "constant";
-    case LrScheduleKind::linear: return "linear";
-    case LrScheduleKind::cosine: return "cosine";
-    case LrScheduleKind::polynomial: return "polynomial";
-    case LrScheduleKind::wsd: return "wsd";
+    case LrScheduleKind::constant:
+      return "constant";
+    case LrScheduleKind::linear:
+      return "linear";
+    case LrScheduleKind::cosine:
+      return "cosine";
+    case LrScheduleKind::polynomial:
+      return "polynomial";
+    case LrScheduleKind::wsd:
+      return "wsd";
   }
   return "unknown";
 }
 
 std::string_view decay_shape_name(DecayShape d) {
   switch (d) {
-    case DecayShape::linear: return "linear";
-    case DecayShape::cosine: return "cosine";
-    case DecayShape::one_minus_sqrt: return "1-sqrt";
-    case DecayShape::exponential: return "exponential";
+    case DecayShape::linear:
+      return "linear";
+    case DecayShape::cosine:
+      return "cosine";
+    case DecayShape::one_minus_sqrt:
+      return "1-sqrt";
+    case DecayShape::exponential:
+      return "exponential";
   }
   return "unknown";
 }

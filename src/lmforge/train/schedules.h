@@ -8,9 +8,10 @@
 // and gives every *_steps field in tokens.
 //
 // Warmup (all kinds): lr = lr_peak * step / max(1, W) for step < W, so step 0 gives 0
-// (transformers/optimization.py, get_linear_schedule_with_warmup; get_constant_schedule_with_warmup).
-// W = warmup_steps, or ceil(total_steps * warmup_ratio) as TrainingArguments.get_warmup_steps.
-// HF's get_wsd_schedule instead warms up from min_lr_ratio*peak; we keep one warmup for all kinds.
+// (transformers/optimization.py, get_linear_schedule_with_warmup;
+// get_constant_schedule_with_warmup). W = warmup_steps, or ceil(total_steps * warmup_ratio) as
+// TrainingArguments.get_warmup_steps. HF's get_wsd_schedule instead warms up from
+// min_lr_ratio*peak; we keep one warmup for all kinds.
 //
 // After warmup, with T = total_steps, L = lr_min, P = lr_peak, s = step:
 //  - constant:   P.
@@ -28,8 +29,9 @@
 //                  cosine:      L + (P - L) * 0.5 * (1 + cos(pi q))
 //                  1-sqrt:      L + (P - L) * (1 - sqrt(q))          (mmBERT, HF "1-sqrt")
 //                  exponential: P * (L / P)^q                         (needs L > 0)
-//                D is decay_steps, or round(decay_fraction * T), or T - W - round(stable_fraction * T)
-//                (exactly one of the three is set). The stable part has T - W - D >= 0 steps.
+//                D = decay_steps, or round(decay_fraction * T), or
+//                T - W - round(stable_fraction * T): exactly one of the three is set.
+//                The stable part has T - W - D >= 0 steps.
 //                Mambaoutai: warmup 480/2000 steps, stable = 80 % of T, linear decay to 2e-4.
 //                mmBERT: decay_shape 1-sqrt, lr_min = 0.02 * peak (min_ratio 0.02).
 //
@@ -52,8 +54,8 @@ enum class DecayShape : uint8_t { linear, cosine, one_minus_sqrt, exponential };
 struct LrSchedule {
   LrScheduleKind kind = LrScheduleKind::constant;
   double lr_peak = 1e-3;
-  double lr_min = 0.0;                 // floor reached at the end of the decay
-  std::optional<double> min_ratio;     // lr_min = min_ratio * lr_peak (instead of lr_min)
+  double lr_min = 0.0;              // floor reached at the end of the decay
+  std::optional<double> min_ratio;  // lr_min = min_ratio * lr_peak (instead of lr_min)
   int64_t warmup_steps = 0;
   std::optional<double> warmup_ratio;  // W = ceil(total_steps * ratio) (instead of warmup_steps)
   int64_t total_steps = 0;             // may be 0 only for kind constant without warmup_ratio

@@ -32,7 +32,7 @@ struct AdamWRange {
 // Step-wide scalars, computed in fp64 by the caller and rounded once to fp32 (as PyTorch does
 // when it passes Python floats to fp32 tensor ops).
 struct AdamWScalars {
-  float beta1 = 0.9f, beta2 = 0.999f;
+  float beta2 = 0.999f;
   float one_minus_beta1 = 0.1f, one_minus_beta2 = 0.001f;
   float eps = 1e-8f;
   float bias_correction2_sqrt = 1.f;  // sqrt(1 - beta2^t)
@@ -40,12 +40,14 @@ struct AdamWScalars {
 };
 
 // Updates one element in place (host and device).
-LMF_HD inline void adamw_update_element(float& p, float& m, float& v, float grad, float decay_factor,
-                                        float step_size, const AdamWScalars& s) {
+LMF_HD inline void adamw_update_element(float& p, float& m, float& v, float grad,
+                                        float decay_factor, float step_size,
+                                        const AdamWScalars& s) {
   const float g = grad * s.grad_scale;
   p = p * decay_factor;
   // ATen lerp: self + w * (end - self) for |w| < 0.5, else end - (end - self) * (1 - w).
-  m = (s.one_minus_beta1 < 0.5f) ? m + s.one_minus_beta1 * (g - m) : g - (g - m) * s.beta1;
+  m = (s.one_minus_beta1 < 0.5f) ? m + s.one_minus_beta1 * (g - m)
+                                 : g - (g - m) * (1.f - s.one_minus_beta1);
   v = v * s.beta2 + s.one_minus_beta2 * g * g;
   const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
   p = p + (-step_size) * m / denom;
