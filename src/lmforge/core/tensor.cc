@@ -36,11 +36,9 @@ Storage::Storage(Device d, size_t nbytes) : device_(d), nbytes_(nbytes) {
   data_ = device_alloc(d, nbytes);
 }
 Storage::Storage(Device d, void* data, size_t nbytes, std::shared_ptr<void> keep_alive)
-    : device_(d), data_(data), nbytes_(nbytes), keep_alive_(std::move(keep_alive)) {
-  if (!keep_alive_) keep_alive_ = std::shared_ptr<void>(nullptr, [](void*) {});
-}
+    : device_(d), data_(data), nbytes_(nbytes), keep_alive_(std::move(keep_alive)), borrowed_(true) {}
 Storage::~Storage() {
-  if (!keep_alive_) device_free(device_, data_, nbytes_);
+  if (!borrowed_) device_free(device_, data_, nbytes_);
 }
 
 // ---- Tensor --------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ class Storage {
   Device device_;
   void* data_ = nullptr;
   size_t nbytes_ = 0;
-  std::shared_ptr<void> keep_alive_;  // non-null for borrowed memory
+  std::shared_ptr<void> keep_alive_;  // held for borrowed memory (may be empty)
+  bool borrowed_ = false;             // memory owned elsewhere: never freed here
 };
 
 struct AutogradMeta;  // autograd/tape.h
