@@ -13,7 +13,7 @@ namespace {
 // Host allocations are counted too, so memory_stats(cpu) reports what tensors hold.
 std::atomic<size_t> g_cpu_current{0}, g_cpu_peak{0};
 
-[[noreturn]] void no_cuda() { fail("this lmforge was built without CUDA (LMF_CUDA=OFF)"); }
+[[noreturn, maybe_unused]] void no_cuda() { fail("this lmforge was built without CUDA (LMF_CUDA=OFF)"); }
 }  // namespace
 
 void* device_alloc(Device d, size_t nbytes) {
