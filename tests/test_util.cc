@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace lmf::test {
 
@@ -12,7 +13,8 @@ std::string source_path(const std::string& rel) { return std::string(LMF_SOURCE_
 std::string binary_path(const std::string& rel) { return std::string(LMF_BINARY_DIR) + "/" + rel; }
 
 std::string scratch_dir(const std::string& name) {
-  auto p = std::filesystem::path(LMF_BINARY_DIR) / "test_scratch" / name;
+  // Per process: ctest runs tests of one binary in parallel processes.
+  auto p = std::filesystem::path(LMF_BINARY_DIR) / "test_scratch" / (name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
