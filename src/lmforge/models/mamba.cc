@@ -1,0 +1,190 @@
+#include "lmforge/models/mamba.h"
+
+#include <cmath>
+
+#include "lmforge/autograd/tape.h"
+#include "lmforge/core/philox.h"
+#include "lmforge/ops/elementwise.h"
+#include "lmforge/ops/embedding.h"
+#include "lmforge/ops/linear.h"
+#include "lmforge/ops/mamba_ops.h"
+#include "lmforge/ops/norm.h"
+#include "lmforge/ops/slice.h"
+
+namespace lmf {
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+bool mamba_param_decays(const std::string& n) {
+  return !(ends_with(n, ".bias") || ends_with(n, "norm.weight") || ends_with(n, "norm_f.weight") ||
+           ends_with(n, ".A_log") || ends_with(n, ".D") || ends_with(n, "embeddings.weight"));
+}
+
+std::string MambaModel::p(int layer, const std::string& suffix) const {
+  return "backbone.layers." + std::to_string(layer) + "." + suffix;
+}
+
+MambaModel::MambaModel(const MambaConfig& c, ParamStore& store) : cfg_(c), store_(store) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, N = c.state_size, R = c.time_step_rank,
+                K = c.conv_kernel;
+  auto add = [&](const std::string& name, Shape shape, bool keep_fp32 = false) {
+    store_.add(ParamSpec{name, std::move(shape), true, mamba_param_decays(name), keep_fp32});
+  };
+  add("backbone.embeddings.weight", {c.vocab_size, H});
+  for (int l = 0; l < c.num_hidden_layers; l++) {
+    add(p(l, "norm.weight"), {H});
+    add(p(l, "mixer.in_proj.weight"), {2 * I, H});
+    if (c.use_bias) add(p(l, "mixer.in_proj.bias"), {2 * I});
+    add(p(l, "mixer.conv1d.weight"), {I, 1, K});
+    if (c.use_conv_bias) add(p(l, "mixer.conv1d.bias"), {I});
+    add(p(l, "mixer.x_proj.weight"), {R + 2 * N, I});
+    add(p(l, "mixer.dt_proj.weight"), {I, R});
+    add(p(l, "mixer.dt_proj.bias"), {I}, true);
+    add(p(l, "mixer.A_log"), {I, N}, true);
+    add(p(l, "mixer.D"), {I}, true);
+    add(p(l, "mixer.out_proj.weight"), {H, I});
+    if (c.use_bias) add(p(l, "mixer.out_proj.bias"), {H});
+  }
+  add("backbone.norm_f.weight", {H});
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H});
+}
+
+std::vector<std::string> MambaModel::hf_tensor_names() const {
+  std::vector<std::string> names;
+  for (const auto& s : store_.specs()) names.push_back(s.name);
+  return names;
+}
+
+void MambaModel::init_weights(Generator& gen) {
+  const MambaConfig& c = cfg_;
+  auto fill_host = [&](const std::string& name, auto&& value_of) {
+    Tensor m = store_.master(name);
+    std::vector<float> v(size_t(m.numel()));
+    for (size_t i = 0; i < v.size(); i++) v[i] = value_of(int64_t(i));
+    m.copy_from(Tensor::from_vector<float>(v, m.shape()));
+  };
+  auto normal = [&](const std::string& name, float std) {
+    uint64_t off = gen.next_offset();
+    fill_host(name, [&](int64_t i) { return std * philox_normal(gen.seed, off, uint64_t(i)); });
+  };
+  auto uniform = [&](const std::string& name, float bound) {
+    uint64_t off = gen.next_offset();
+    fill_host(name, [&](int64_t i) { return bound * (2 * philox_uniform(gen.seed, off, uint64_t(i)) - 1); });
+  };
+  auto constant = [&](const std::string& name, float v) { fill_host(name, [&](int64_t) { return v; }); };
+  const float range = float(c.initializer_range);
+  normal("backbone.embeddings.weight", range);
+  for (int l = 0; l < c.num_hidden_layers; l++) {
+    constant(p(l, "norm.weight"), 1.f);
+    normal(p(l, "mixer.in_proj.weight"), range);
+    if (c.use_bias) constant(p(l, "mixer.in_proj.bias"), 0.f);
+    // Kaiming-uniform(a = sqrt(5)) default of nn.Conv1d / nn.Linear: bound = 1 / sqrt(fan_in).
+    uniform(p(l, "mixer.conv1d.weight"), 1.f / std::sqrt(float(c.conv_kernel)));
+    if (c.use_conv_bias) uniform(p(l, "mixer.conv1d.bias"), 1.f / std::sqrt(float(c.conv_kernel)));
+    normal(p(l, "mixer.x_proj.weight"), range);
+    // dt_proj: U(-s, s) with s = R^-0.5 * time_step_scale ("random") or the constant s.
+    const float s = float(std::pow(double(c.time_step_rank), -0.5) * c.time_step_scale);
+    if (c.time_step_init_scheme == "constant")
+      constant(p(l, "mixer.dt_proj.weight"), s);
+    else
+      uniform(p(l, "mixer.dt_proj.weight"), s);
+    // dt bias = softplus^-1(dt), dt log-uniform in [dt_min, dt_max], floored.
+    {
+      uint64_t off = gen.next_offset();
+      const double lo = std::log(c.time_step_min), hi = std::log(c.time_step_max);
+      fill_host(p(l, "mixer.dt_proj.bias"), [&](int64_t i) {
+        double dt = std::exp(philox_uniform(gen.seed, off, uint64_t(i)) * (hi - lo) + lo);
+        dt = std::max(dt, c.time_step_floor);
+        return float(dt + std::log(-std::expm1(-dt)));
+      });
+    }
+    // S4D-real: A_log[d, n] = log(n + 1).
+    fill_host(p(l, "mixer.A_log"), [&](int64_t i) { return float(std::log(double(i % c.state_size + 1))); });
+    constant(p(l, "mixer.D"), 1.f);
+    float out_std = range;
+    if (c.rescale_prenorm_residual) out_std /= float(std::sqrt(double(c.num_hidden_layers)));
+    normal(p(l, "mixer.out_proj.weight"), out_std);
+    if (c.use_bias) constant(p(l, "mixer.out_proj.bias"), 0.f);
+  }
+  constant("backbone.norm_f.weight", 1.f);
+  if (!c.tie_word_embeddings) normal("lm_head.weight", range);
+  store_.sync_compute();
+}
+
+Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx) {
+  const MambaConfig& c = cfg_;
+  const int64_t I = c.intermediate_size, N = c.state_size, R = c.time_step_rank, K = c.conv_kernel;
+  auto P = [&](const char* s) { return store_.param(p(l, s)); };
+  auto opt = [&](const char* s) { return store_.has(p(l, s)) ? store_.param(p(l, s)) : Tensor(); };
+  Tensor proj = ops::linear(xn, P("mixer.in_proj.weight"), opt("mixer.in_proj.bias"));  // [B, L, 2I]
+  auto uz = ops::split_last(proj, {I, I});
+  Tensor conv_w = P("mixer.conv1d.weight").view({I, K});
+  Tensor u = ops::causal_conv1d(uz[0], conv_w, opt("mixer.conv1d.bias"), seq_idx, /*silu=*/true);
+  Tensor xdbl = ops::linear(u, P("mixer.x_proj.weight"), Tensor());  // [B, L, R + 2N]
+  auto parts = ops::split_last(xdbl, {R, N, N});
+  Tensor delta = ops::linear(parts[0], P("mixer.dt_proj.weight"), Tensor());  // bias added in the scan
+  ops::SelectiveScanArgs a;
+  a.u = u;
+  a.delta = delta;
+  a.A_log = P("mixer.A_log");
+  a.Bm = parts[1];
+  a.Cm = parts[2];
+  a.Dskip = P("mixer.D");
+  a.z = uz[1];
+  a.delta_bias = P("mixer.dt_proj.bias");
+  a.seq_idx = seq_idx;
+  a.delta_softplus = true;
+  Tensor y = ops::selective_scan(a);
+  return ops::linear(y, P("mixer.out_proj.weight"), opt("mixer.out_proj.bias"));
+}
+
+Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx) {
+  // HF MambaBlock: the norm sees the residual cast to the compute dtype; the sum is formed in
+  // the residual dtype (fp32 when residual_in_fp32).
+  const DType compute = store_.param(p(l, "norm.weight")).dtype();
+  Tensor xn = ops::rms_norm(ops::cast(x, compute), store_.param(p(l, "norm.weight")), float(cfg_.layer_norm_epsilon));
+  Tensor out = mixer(l, xn, seq_idx);
+  return ops::add(x, ops::cast(out, x.dtype()));
+}
+
+Tensor MambaModel::forward_hidden(const Tensor& ids, const Tensor& seq_idx, bool recompute_blocks) {
+  if (ids.dtype() != DType::i32 && ids.dtype() != DType::i64)
+    fail("[mamba] input ids must be i32 or i64, got ", dtype_name(ids.dtype()));
+  if (ids.dim() != 2) fail("[mamba] input ids must be [batch, length], got ", shape_str(ids.shape()));
+  Tensor x = ops::embedding(ids, store_.param("backbone.embeddings.weight"));
+  const DType compute = x.dtype();
+  const DType residual = cfg_.residual_in_fp32 && compute != DType::f64 ? DType::f32 : compute;
+  x = ops::cast(x, residual);
+  for (int l = 0; l < cfg_.num_hidden_layers; l++) {
+    if (recompute_blocks && autograd::grad_mode_enabled())
+      x = autograd::recompute([&, l](const Tensor& in) { return block(l, in, seq_idx); }, x, "mamba_block");
+    else
+      x = block(l, x, seq_idx);
+  }
+  return ops::rms_norm(x, store_.param("backbone.norm_f.weight"), float(cfg_.layer_norm_epsilon));
+}
+
+double MambaModel::train_flops_per_token(int64_t) const {
+  const MambaConfig& c = cfg_;
+  const double H = double(c.hidden_size), I = double(c.intermediate_size), N = double(c.state_size),
+               R = double(c.time_step_rank), K = double(c.conv_kernel), V = double(c.vocab_size);
+  const double per_layer_matmul = H * 2 * I + I * (R + 2 * N) + R * I + I * H;
+  const double matmul_params = c.num_hidden_layers * per_layer_matmul + V * H;
+  const double per_layer_other = I * N * 9 + I * K * 2;  // scan + conv, forward
+  return 6 * matmul_params + 3 * c.num_hidden_layers * per_layer_other;
+}
+
+Tensor MambaModel::lm_head_weight() const {
+  return store_.param(cfg_.tie_word_embeddings ? "backbone.embeddings.weight" : "lm_head.weight");
+}
+
+Tensor MambaModel::logits(const Tensor& hidden) const {
+  Tensor w = lm_head_weight();
+  return ops::cast(ops::linear(ops::cast(hidden, w.dtype()), w, Tensor()), DType::f32);
+}
+
+}  // namespace lmf
