@@ -1,0 +1,33 @@
+// CPU reference: activations and their derivatives (formulas in backend/activation_math.h).
+#include "lmforge/backend/activation_math.h"
+#include "lmforge/backend/cpu/cpu_util.h"
+#include "lmforge/backend/kernels.h"
+
+namespace lmf::cpu {
+
+void activation_forward(Activation act, const Tensor& x, const Tensor& y) {
+  dispatch_floating(x.dtype(), "activation_forward", [&]<class T>() {
+    actmath::dispatch_activation(act, [&]<Activation A>() {
+      const T* px = x.data<T>();
+      T* py = y.data<T>();
+      const int64_t n = x.numel();
+#pragma omp parallel for if (n > 65536)
+      for (int64_t i = 0; i < n; i++) py[i] = store<T>(actmath::forward<A>(load(px[i])));
+    });
+  });
+}
+
+void activation_backward(Activation act, const Tensor& x, const Tensor& dy, const Tensor& dx) {
+  dispatch_floating(x.dtype(), "activation_backward", [&]<class T>() {
+    actmath::dispatch_activation(act, [&]<Activation A>() {
+      const T* px = x.data<T>();
+      const T* pdy = dy.data<T>();
+      T* pdx = dx.data<T>();
+      const int64_t n = x.numel();
+#pragma omp parallel for if (n > 65536)
+      for (int64_t i = 0; i < n; i++) pdx[i] = store<T>(load(pdy[i]) * actmath::derivative<A>(load(px[i])));
+    });
+  });
+}
+
+}  // namespace lmf::cpu

@@ -1,0 +1,98 @@
+#include "lmforge/ops/norm.h"
+
+#include <cmath>
+
+#include "lmforge/autograd/tape.h"
+#include "lmforge/backend/kernels.h"
+#include "lmforge/ops/check.h"
+#include "lmforge/ops/grad_util.h"
+
+namespace lmf::ops {
+
+namespace ag = autograd;
+
+namespace {
+
+// Checks shared by both norms; returns C.
+int64_t check_norm_args(const char* op, const Tensor& x, const Tensor& w, float eps) {
+  check_defined(op, "x", x);
+  check_defined(op, "weight", w);
+  check_floating(op, "x", x);
+  check_floating(op, "weight", w);
+  if (x.dim() == 0 || x.size(-1) == 0) fail("[", op, "] x needs a non-empty last dimension, got ", shape_str(x.shape()));
+  check_dim(op, "weight", w, 1);
+  check_last_dim(op, "weight", w, x.size(-1));
+  check_same_device(op, x, w);
+  if (!std::isfinite(eps) || eps < 0.f) fail("[", op, "] eps must be finite and >= 0, got ", eps);
+  return x.size(-1);
+}
+
+[[noreturn]] void bad_dtypes(const char* op, const Tensor& x, const Tensor& w, const char* allowed) {
+  fail("[", op, "] x is ", dtype_name(x.dtype()), " and weight ", dtype_name(w.dtype()), ": expected ", allowed);
+}
+
+Shape stats_shape(const Tensor& x) { return {x.numel() / x.size(-1)}; }
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps) {
+  const int64_t C = check_norm_args("layer_norm", x_in, w_in, eps);
+  const DType xd = x_in.dtype(), wd = w_in.dtype();
+  if (!(wd == xd || (xd == DType::bf16 && wd == DType::f32)))
+    bad_dtypes("layer_norm", x_in, w_in, "equal dtypes, or bf16 x with f32 weight");
+  if (b_in.defined()) {
+    check_dim("layer_norm", "bias", b_in, 1);
+    check_last_dim("layer_norm", "bias", b_in, C);
+    check_same_device("layer_norm", x_in, b_in);
+    check_dtype("layer_norm", "bias", b_in, wd);
+  }
+  Tensor x = x_in.contiguous(), w = w_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : Tensor();
+  const Device dev = x.device();
+  Tensor y = Tensor::empty(x.shape(), xd, dev);
+  Tensor mean = Tensor::empty(stats_shape(x), detail::acc_dtype(xd), dev);
+  Tensor rstd = Tensor::empty(stats_shape(x), detail::acc_dtype(xd), dev);
+  LMF_DISPATCH(y, layernorm_forward, x, w, b, y, mean, rstd, eps);
+  Tensor xs = ag::detach(x), ws = ag::detach(w);
+  const bool has_b = b.defined();
+  ag::record("layer_norm", {x_in, w_in, b_in}, {&y},
+             [xs, ws, mean, rstd, has_b, C](ag::GradContext& ctx) -> std::vector<Tensor> {
+               const Device d = xs.device();
+               Tensor dy = detail::grad_as(ctx.grad_output(0), xs.dtype());
+               Tensor dx = ctx.needs_grad(0) ? Tensor::empty(xs.shape(), xs.dtype(), d) : Tensor();
+               detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
+               detail::WeightGrad gb = has_b ? detail::weight_grad(ctx, 2, {C}, ws.dtype(), d) : detail::WeightGrad{};
+               LMF_DISPATCH(xs, layernorm_backward, xs, ws, mean, rstd, dy, dx, gw.acc, gb.acc);
+               return {dx, gw.result, gb.result};
+             });
+  return y;
+}
+
+Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
+  const int64_t C = check_norm_args("rms_norm", x_in, w_in, eps);
+  const DType xd = x_in.dtype(), wd = w_in.dtype();
+  DType yd;
+  if (wd == xd) {
+    yd = xd;
+  } else if ((xd == DType::bf16 && wd == DType::f32) || (xd == DType::f32 && wd == DType::bf16)) {
+    yd = DType::f32;  // weight * h.to(input_dtype) promotes to f32
+  } else {
+    bad_dtypes("rms_norm", x_in, w_in, "equal dtypes, or one f32 and the other bf16");
+  }
+  Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Device dev = x.device();
+  Tensor y = Tensor::empty(x.shape(), yd, dev);
+  Tensor rstd = Tensor::empty(stats_shape(x), detail::acc_dtype(xd), dev);
+  LMF_DISPATCH(y, rmsnorm_forward, x, w, y, rstd, eps);
+  Tensor xs = ag::detach(x), ws = ag::detach(w);
+  ag::record("rms_norm", {x_in, w_in}, {&y}, [xs, ws, rstd, yd, C](ag::GradContext& ctx) -> std::vector<Tensor> {
+    const Device d = xs.device();
+    Tensor dy = detail::grad_as(ctx.grad_output(0), yd);
+    Tensor dx = ctx.needs_grad(0) ? Tensor::empty(xs.shape(), xs.dtype(), d) : Tensor();
+    detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
+    LMF_DISPATCH(xs, rmsnorm_backward, xs, ws, rstd, dy, dx, gw.acc);
+    return {dx, gw.result};
+  });
+  return y;
+}
+
+}  // namespace lmf::ops

@@ -1,0 +1,25 @@
+// Differentiable normalisations over the last dimension C (rows = all leading dims).
+//
+// layer_norm: PyTorch nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b with the biased
+//   variance; b may be undefined (ModernBERT's bias=False). Output dtype = x's dtype.
+// rms_norm: HF MambaRMSNorm / LlamaRMSNorm (PARITY.md §1): upcast to fp32, var = mean(x^2),
+//   h = x * rsqrt(var + eps), cast h back to x's dtype, then y = w * h, which promotes:
+//   output dtype = x's dtype when w has it, f32 when one of them is f32 and the other bf16.
+//
+// Contract
+//  - x floating with >= 1 dimension and C = x.size(-1) > 0, any strides; w (and b) 1-D of size
+//    C on x's device. w has x's dtype, or is f32 with bf16 x; rms_norm also takes a bf16 w with
+//    f32 x. b has w's dtype. eps finite and >= 0. Violations throw lmf::Error "[layer_norm] ...".
+//  - Statistics (mean, rstd per row) are fp32 (fp64 for f64 inputs) and saved for backward.
+//  - Backward gives dx (x's dtype), and dw / db: added into the parameter's fp32 gradient slot
+//    when w / b is a parameter (autograd::make_param), else returned as a fresh f32 (f64) tensor.
+#pragma once
+
+#include "lmforge/core/tensor.h"
+
+namespace lmf::ops {
+
+Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
+Tensor rms_norm(const Tensor& x, const Tensor& w, float eps);
+
+}  // namespace lmf::ops
