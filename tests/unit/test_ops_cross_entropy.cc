@@ -79,7 +79,8 @@ std::vector<int64_t> make_targets(int64_t N, int64_t V, int ignore_every, uint64
   auto u = random_tensor({N}, DType::f64, seed, 0.f, 1.f).to_double_vector();
   std::vector<int64_t> t(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; n++)
-    t[size_t(n)] = (ignore_every > 0 && n % ignore_every == 2) ? -100 : std::min<int64_t>(V - 1, int64_t(u[size_t(n)] * V));
+    t[size_t(n)] =
+        (ignore_every > 0 && n % ignore_every == 2) ? -100 : std::min<int64_t>(V - 1, int64_t(u[size_t(n)] * V));
   return t;
 }
 
@@ -118,7 +119,8 @@ TEST(OpsCrossEntropy, ForwardAndBackwardMatchNaiveAcrossChunkings) {
     const Naive ref = naive_ce(h0, W0, tg, wv, 1.0 / 30.0);  // 30 non-ignored rows: mean's scale
     ASSERT_EQ(ref.count, 30);
     for (auto ch : chunkings) {
-      SCOPED_TRACE(std::string(dtype_name(dt)) + " rows " + std::to_string(ch.rows) + " vocab " + std::to_string(ch.vocab));
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " rows " + std::to_string(ch.rows) + " vocab " +
+                   std::to_string(ch.vocab));
       Tensor h = h0.clone(), W = W0.clone();
       autograd::set_requires_grad(h);
       autograd::set_requires_grad(W);
@@ -194,7 +196,7 @@ TEST(OpsCrossEntropy, TopKCountsOnKnownRanks) {
   rows.push_back(ramp), tg.push_back(1);   // rank 10: no hit
   std::vector<float> tie3(V, 0.f);
   tie3[0] = tie3[1] = tie3[2] = 5.f;
-  rows.push_back(tie3), tg.push_back(1);   // tied with the maximum: rank 0 (ties favour the target)
+  rows.push_back(tie3), tg.push_back(1);     // tied with the maximum: rank 0 (ties favour the target)
   rows.push_back(ramp), tg.push_back(-100);  // ignored: never counted
   rows.push_back(std::vector<float>(V, 2.f)), tg.push_back(7);  // all equal: rank 0
   std::vector<float> mixed = {9, 4, 4, 4, 8, 1, 1, 1, 1, 1, 1, 1};
@@ -256,9 +258,10 @@ TEST(OpsCrossEntropy, GradCheckFp64) {
     }
   }
   auto fn_logits = [](const std::vector<Tensor>& x) { return ops::cross_entropy_logits(x[0], x[1], x[2]).loss; };
-  auto res = test::gradcheck(fn_logits, {random_tensor({4, 3, 6}, DType::f64, 25, -2.f, 2.f),
-                                         Tensor::from_vector<int64_t>({0, 5, -100, 2, 3, 3, 1, 0, 4, -100, 5, 2}, {4, 3}),
-                                         random_tensor({4, 3}, DType::f32, 26, 0.5f, 1.f)},
+  auto res = test::gradcheck(fn_logits,
+                             {random_tensor({4, 3, 6}, DType::f64, 25, -2.f, 2.f),
+                              Tensor::from_vector<int64_t>({0, 5, -100, 2, 3, 3, 1, 0, 4, -100, 5, 2}, {4, 3}),
+                              random_tensor({4, 3}, DType::f32, 26, 0.5f, 1.f)},
                              1e-6, {true, false, false});
   EXPECT_LT(res.max_rel_error, 1e-6) << "cross_entropy_logits: " << res.worst;
 }
@@ -273,7 +276,8 @@ TEST(OpsCrossEntropy, ParameterGradientAccumulatesIntoSlot) {
   ASSERT_EQ(ref.count, 8);  // rows 2 and 6 ignored
   ops::CrossEntropyOptions opt;
   opt.chunk_vocab = 8;
-  for (int micro = 0; micro < 2; micro++) autograd::backward(ops::cross_entropy(h, W, i64_tensor(tg), Tensor(), opt).loss);
+  for (int micro = 0; micro < 2; micro++)
+    autograd::backward(ops::cross_entropy(h, W, i64_tensor(tg), Tensor(), opt).loss);
   std::vector<double> twice(ref.dW.size());
   for (size_t i = 0; i < twice.size(); i++) twice[i] = 2 * ref.dW[i] / 8.0;
   EXPECT_LT(vec_rel(slot.to_double_vector(), twice), 1e-5);
@@ -343,18 +347,26 @@ TEST(OpsCrossEntropy, ScratchMemoryStaysBounded) {
 TEST(OpsCrossEntropy, BadArgumentsThrow) {
   Tensor h = random_tensor({4, 3}, DType::f32, 71), W = random_tensor({6, 3}, DType::f32, 72);
   Tensor tg = i64_tensor({0, 1, 5, -100});
-  expect_error([&] { ops::cross_entropy(random_tensor({3}, DType::f32, 1), W, tg); }, "[cross_entropy] h must be [..., H]");
+  expect_error([&] { ops::cross_entropy(random_tensor({3}, DType::f32, 1), W, tg); },
+               "[cross_entropy] h must be [..., H]");
   expect_error([&] { ops::cross_entropy(h, random_tensor({6, 4}, DType::f32, 1), tg); }, "W must be [V, 3]");
   expect_error([&] { ops::cross_entropy(h, random_tensor({6, 3}, DType::f64, 1), tg); }, "W is f64 but h is f32");
   expect_error([&] { ops::cross_entropy(h, W, random_tensor({4}, DType::f32, 1)); }, "targets must be i32 or i64");
   expect_error([&] { ops::cross_entropy(h, W, i64_tensor({0, 1, 2})); }, "targets must have 4 elements");
-  expect_error([&] { ops::cross_entropy(h, W, i64_tensor({0, 6, 1, 2})); },
-               "targets[1] = 6 is out of range: expected [0, 6) or -100");
+  expect_error(
+      [&] {
+        ops::cross_entropy(h, W, i64_tensor({0, 6, 1, 2}));
+      },
+      "targets[1] = 6 is out of range: expected [0, 6) or -100");
   expect_error([&] { ops::cross_entropy(h, W, i64_tensor({0, 1, -1, 2})); }, "targets[2] = -1 is out of range");
   expect_error([&] { ops::cross_entropy(h, W, i64_tensor({-101, 1, 2, 3})); }, "targets[0] = -101");
-  expect_error([&] { ops::cross_entropy(h, W, tg, random_tensor({5}, DType::f32, 1)); }, "weights must have 4 elements");
-  expect_error([&] { ops::cross_entropy(h, W, tg, Tensor::from_vector<int64_t>({1, 1, 1, 1}, {4})); },
-               "weights must be floating");
+  expect_error([&] { ops::cross_entropy(h, W, tg, random_tensor({5}, DType::f32, 1)); },
+               "weights must have 4 elements");
+  expect_error(
+      [&] {
+        ops::cross_entropy(h, W, tg, Tensor::from_vector<int64_t>({1, 1, 1, 1}, {4}));
+      },
+      "weights must be floating");
   expect_error([&] { ops::cross_entropy(h, Tensor(), tg); }, "W is undefined");
   expect_error([&] { ops::cross_entropy_logits(random_tensor({5}, DType::f32, 1), i64_tensor({0})); },
                "[cross_entropy_logits] logits must be [..., C]");

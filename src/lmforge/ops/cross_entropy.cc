@@ -33,15 +33,18 @@ Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tens
   check_defined(op, "W", W);
   check_defined(op, "targets", targets);
   check_floating(op, h_name, h);
-  if (h.dim() < 2) fail("[", op, "] ", h_name, " must be [..., H] with at least 2 dimensions, got ", shape_str(h.shape()));
+  if (h.dim() < 2)
+    fail("[", op, "] ", h_name, " must be [..., H] with at least 2 dimensions, got ", shape_str(h.shape()));
   check_dim(op, "W", W, 2);
   const int64_t H = h.size(-1), N = h.numel() / std::max<int64_t>(H, 1), V = W.size(0);
   if (H == 0 || N == 0) fail("[", op, "] ", h_name, " is empty: ", shape_str(h.shape()));
   if (W.size(1) != H)
-    fail("[", op, "] W must be [V, ", H, "] to match ", h_name, " ", shape_str(h.shape()), ", got ", shape_str(W.shape()));
+    fail("[", op, "] W must be [V, ", H, "] to match ", h_name, " ", shape_str(h.shape()), ", got ",
+         shape_str(W.shape()));
   if (V == 0) fail("[", op, "] W has no rows (vocabulary size 0)");
   if (W.dtype() != h.dtype())
-    fail("[", op, "] W is ", dtype_name(W.dtype()), " but ", h_name, " is ", dtype_name(h.dtype()), "; they must match");
+    fail("[", op, "] W is ", dtype_name(W.dtype()), " but ", h_name, " is ", dtype_name(h.dtype()),
+         "; they must match");
   check_same_device(op, h, W);
   check_same_device(op, h, targets);
   check_index_dtype(op, "targets", targets);
@@ -60,14 +63,10 @@ Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tens
     check_same_device(op, h, weights);
     if (weights.numel() != N)
       fail("[", op, "] weights must have ", N, " elements (one per target), got ", shape_str(weights.shape()));
-    Tensor w = weights.contiguous().view({N});
-    if (w.dtype() != DType::f32) {
-      Tensor w32 = Tensor::empty({N}, DType::f32, w.device());
-      LMF_DISPATCH(w32, cast, w, w32);
-      w = w32;
-    }
-    p.weights = w;
-    w_host = w.to_float_vector();
+    w_host = weights.to_float_vector();
+    // Other floating dtypes go to the kernels as f32 (uploaded from the host copy we need anyway).
+    p.weights = weights.dtype() == DType::f32 ? weights.contiguous().view({N})
+                                              : Tensor::from_floats(w_host, {N}, DType::f32, weights.device());
   }
 
   // Targets are validated on the host: the kernels index W with them.

@@ -36,12 +36,16 @@ struct CrossEntropyOptions {
 };
 
 struct CrossEntropyResult {
-  Tensor loss;      // [1] f32 (f64 for f64 inputs): the reduced loss; differentiable
-  Tensor sum_loss;  // [1] same dtype: sum of the weighted row losses; differentiable
-  Tensor row_loss;  // [N] per-row weighted losses (0 for ignored rows); not differentiable
-  int64_t count = 0;       // non-ignored rows
-  double weight_sum = 0;   // sum of the weights of the non-ignored rows (= count without weights)
-  std::array<int64_t, 3> topk_hits = {0, 0, 0};  // hits for k = 1, 3, 10 (when want_topk)
+  // [1] f32 (f64 for f64 inputs): the reduced loss; differentiable.
+  Tensor loss;
+  // [1] same dtype: the sum of the weighted row losses; differentiable.
+  Tensor sum_loss;
+  // [N] per-row weighted losses (0 for ignored rows); not differentiable.
+  Tensor row_loss;
+  int64_t count = 0;      // non-ignored rows
+  double weight_sum = 0;  // sum of the weights of the non-ignored rows (= count without weights)
+  // Hits for k = 1, 3, 10 (filled when want_topk).
+  std::array<int64_t, 3> topk_hits = {0, 0, 0};
 };
 
 // Fused linear + cross-entropy.
@@ -62,8 +66,7 @@ CrossEntropyResult cross_entropy(const Tensor& h, const Tensor& W, const Tensor&
 // token classification, QA spans). Same semantics, targets and options; differentiable w.r.t.
 // logits. Runs the fused kernel with W = identity [C, C], so it costs O(N C^2): meant for
 // C up to a few thousand, not for vocabularies.
-CrossEntropyResult cross_entropy_logits(const Tensor& logits, const Tensor& targets,
-                                        const Tensor& weights = Tensor(),
+CrossEntropyResult cross_entropy_logits(const Tensor& logits, const Tensor& targets, const Tensor& weights = Tensor(),
                                         const CrossEntropyOptions& options = CrossEntropyOptions());
 
 }  // namespace lmf::ops

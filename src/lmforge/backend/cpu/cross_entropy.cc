@@ -21,7 +21,8 @@
 //
 // Beyond the contract: dh or dW_acc may be undefined in the backward (that product is skipped).
 // Compute type: f32 for f32/bf16/f16 inputs (bf16/f16 tiles are widened to f32 for cblas_sgemm),
-// f64 for f64 inputs (cblas_dgemm); the running max/sum and dot products are fp64.
+// f64 for f64 inputs (cblas_dgemm); exponentials are taken in the compute type, the running
+// sums and the target dot products are fp64.
 #include <cblas.h>
 
 #include <algorithm>
@@ -62,13 +63,13 @@ Tiles tiles_for(int64_t N, int64_t V) {
 }
 
 // Row-major C = alpha op(A) op(B) + beta C for the two compute types.
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-          int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+          float beta, float* C, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
               1.f, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
-          int64_t ldb, double beta, double* C, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
+          double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
               1.0, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
@@ -119,8 +120,8 @@ Rows make_rows(const Tensor& h, const Tensor& W, const Tensor& targets, const Te
   LMF_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1) && targets.numel() == h.size(0));
   LMF_CHECK(h.dtype() == W.dtype());
   LMF_CHECK(!weights.defined() || (weights.dtype() == DType::f32 && weights.numel() == h.size(0)));
-  return {h.size(0), h.size(1), W.size(0), targets.data_ptr(), targets.dtype(),
-          weights.defined() ? weights.data<float>() : nullptr};
+  return {h.size(0),          h.size(1),       W.size(0),
+          targets.data_ptr(), targets.dtype(), weights.defined() ? weights.data<float>() : nullptr};
 }
 
 template <class T>
@@ -161,12 +162,13 @@ void forward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor&
       for (int64_t i = 0; i < rb; i++) {
         const int64_t n = r0 + i;
         const C* z = logits.p + i * vc;
-        double tile_max = -std::numeric_limits<double>::infinity();
-        for (int64_t c = 0; c < vc; c++) tile_max = std::max(tile_max, double(z[c]));
+        C tile_max = -std::numeric_limits<C>::infinity();
+        for (int64_t c = 0; c < vc; c++) tile_max = std::max(tile_max, z[c]);
+        // exp in the compute type (float exp is much cheaper; each term is in (0, 1]), sums in fp64.
         double tile_sum = 0;
-        for (int64_t c = 0; c < vc; c++) tile_sum += std::exp(double(z[c]) - tile_max);
-        const double m = std::max(run_max[n], tile_max);
-        run_sum[n] = run_sum[n] * std::exp(run_max[n] - m) + tile_sum * std::exp(tile_max - m);
+        for (int64_t c = 0; c < vc; c++) tile_sum += double(std::exp(z[c] - tile_max));
+        const double m = std::max(run_max[n], double(tile_max));
+        run_sum[n] = run_sum[n] * std::exp(run_max[n] - m) + tile_sum * std::exp(double(tile_max) - m);
         run_max[n] = m;
         if (want_topk && tgt[n] != kIgnoreIndex) {
           const int64_t own = tgt[n] - v0;  // the target's column in this tile (may be outside)
@@ -220,8 +222,10 @@ void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor
     // dh of these rows accumulates over the chunks in the compute type, then is stored once.
     C* dh_acc = nullptr;
     if (pdh) {
-      if constexpr (widen) dh_acc = dh_buf.p;
-      else dh_acc = pdh + r0 * H;
+      if constexpr (widen)
+        dh_acc = dh_buf.p;
+      else
+        dh_acc = pdh + r0 * H;
       std::fill(dh_acc, dh_acc + rb * H, C(0));
     }
     for (int64_t v0 = 0; v0 < V; v0 += tiles.vocab) {
@@ -238,11 +242,8 @@ void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor
           std::fill(z, z + vc, C(0));
           continue;
         }
-        const double l = double(plse[n]);
-        for (int64_t c = 0; c < vc; c++) {
-          const double p = std::exp(double(z[c]) - l);
-          z[c] = C(coef * (p - (v0 + c == t ? 1.0 : 0.0)));
-        }
+        const C l = plse[n], cf = C(coef);
+        for (int64_t c = 0; c < vc; c++) z[c] = cf * (std::exp(z[c] - l) - (v0 + c == t ? C(1) : C(0)));
       }
       if (dh_acc) gemm(false, false, rb, H, vc, logits.p, vc, wb, H, C(1), dh_acc, H);
       if (pdw) gemm(true, false, vc, H, rb, logits.p, vc, hb, H, C(1), pdw + v0 * H, H);
