@@ -4,8 +4,9 @@
 //            per tile: Z = h[rows] W[chunk]^T -> fp32 scratch   (cublasGemmEx, bf16 in, fp32 out)
 //                      fold Z into the running (max, sum exp, #greater) per row (tile_stats_kernel)
 //            lse, row loss, top-k hit counts                    (finalize_kernel)
-//  backward  per tile: Z again; Z -> dZ = g w (softmax - onehot) in place, stored in the input
-//            dtype (tile_dlogits_kernel); dh_acc (+)= dZ W[chunk]; dW_acc[chunk] += dZ^T h[rows].
+//  backward  per tile: Z again; Z -> dZ = w (softmax - onehot) in place, stored in the input
+//            dtype (tile_dlogits_kernel); dh_acc (+)= g dZ W[chunk]; dW_acc[chunk] += g dZ^T h[rows]
+//            (the upstream scale g enters as the GEMMs' alpha).
 //
 // Tiles (backend/cross_entropy_chunks.h overrides them): rows = min(N, 4096); vocab =
 // min(V, clamp(128 MiB / (4 rows), 2048, 32768)), so 8192 for N >= 4096. Scratch: the fp32 tile
@@ -69,10 +70,9 @@ constexpr cudaDataType_t cuda_type<__half>() {
   return CUDA_R_16F;
 }
 
-// Column-major C[m, n] = op(A) op(B) + beta C, fp32 compute; C is fp32.
-void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void* A,
+// Column-major C[m, n] = alpha op(A) op(B) + beta C, fp32 compute; C is fp32.
+void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, float alpha, const void* A,
           cudaDataType_t ab_type, int64_t lda, const void* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const float alpha = 1.f;
   check_cublas(cublasGemmEx(cublas_handle(), ta, tb, int(m), int(n), int(k), &alpha, A, ab_type, int(lda), B, ab_type,
                             int(ldb), &beta, C, CUDA_R_32F, int(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
@@ -244,22 +244,23 @@ __global__ void finalize_kernel(int64_t N, int64_t V, const I* __restrict__ targ
     atomicAdd(&hits[threadIdx.x], (unsigned long long)block_hits[threadIdx.x]);
 }
 
-// Turns one fp32 tile row into dZ = g w (exp(z - lse) - [column = target]) stored as T in place:
-// element c of the T row starts at byte c * sizeof(T) of the fp32 row. The row is swept in
+// Turns one fp32 tile row into dZ = scale w (exp(z - lse) - [column = target]), stored as T in
+// place: element c of the T row starts at byte c * sizeof(T) of the fp32 row. The row is swept in
 // passes of blockDim * 8 elements; within a pass every thread reads before any thread writes
-// (barrier), and a pass's writes land below byte (pass end) * sizeof(T), i.e. only over floats
-// already read. One block per row.
+// (barrier), and the writes of the pass ending at element e land below byte e * sizeof(T), i.e.
+// only over floats already read. `scale` (dz_store_scale) is undone by the GEMMs' alpha, which
+// also carries the upstream gradient. One block per row.
 template <class T, class I>
 __global__ void __launch_bounds__(kRowThreads)
     tile_dlogits_kernel(float* __restrict__ tile, int64_t ld, int64_t vc, int64_t r0, int64_t v0, int64_t V,
                         const I* __restrict__ targets, const float* __restrict__ weights, const float* __restrict__ lse,
-                        float grad_scale) {
+                        float scale) {
   const int64_t n = r0 + blockIdx.x;
   float* z = tile + int64_t(blockIdx.x) * ld;
   T* out = reinterpret_cast<T*>(z);
   const I t = targets[n];
   const bool valid = valid_target(t, V);
-  const float coef = valid ? grad_scale * (weights ? weights[n] : 1.f) : 0.f;
+  const float coef = valid ? scale * (weights ? weights[n] : 1.f) : 0.f;
   const int64_t own = valid ? int64_t(t) - v0 : -1;
   const float l = lse[n];
   const int64_t pass = int64_t(blockDim.x) * kPerThread;
@@ -294,6 +295,14 @@ __global__ void cast_f32_kernel(const float* __restrict__ src, T* __restrict__ d
 
 // ---- host side -----------------------------------------------------------------------------
 
+// dZ is stored pre-multiplied by this factor. Probabilities are ~1/V (4e-6 at V = 256k): fine in
+// bf16 (fp32's exponent range) but subnormal in f16 (normal from 6.1e-5), so f16 stores 256 dZ
+// (|dZ| <= 256 w stays far below f16's 65504 for weights up to 255).
+template <class T>
+constexpr float dz_store_scale() {
+  return std::is_same_v<T, __half> ? 256.f : 1.f;
+}
+
 template <class F>
 void dispatch_index(DType t, F&& f) {
   if (t == DType::i32)
@@ -321,7 +330,7 @@ const float* weights_ptr(const Tensor& w) { return w.defined() ? ptr<float>(w) :
 template <class T>
 void tile_logits(const T* h, const T* W, int64_t H, int64_t r0, int64_t rb, int64_t v0, int64_t vc, float* tile,
                  int64_t ld) {
-  gemm(CUBLAS_OP_T, CUBLAS_OP_N, vc, rb, H, W + v0 * H, cuda_type<T>(), H, h + r0 * H, H, 0.f, tile, ld);
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, vc, rb, H, 1.f, W + v0 * H, cuda_type<T>(), H, h + r0 * H, H, 0.f, tile, ld);
 }
 
 }  // namespace
@@ -398,6 +407,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targ
       Tensor dh_acc = widen && pdh ? Tensor::empty({tl.rows * sz.H}, DType::f32, dev) : Tensor();
       const T* dz = reinterpret_cast<const T*>(ptr<float>(tile));
       const int64_t ldz = tl.ld * int64_t(sizeof(float) / sizeof(T));  // dZ row stride in T elements
+      const float store_scale = dz_store_scale<T>(), alpha = grad_scale / store_scale;
       for (int64_t r0 = 0; r0 < sz.N; r0 += tl.rows) {
         const int64_t rb = std::min(tl.rows, sz.N - r0);
         float* acc = nullptr;
@@ -406,15 +416,15 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targ
           const int64_t vc = std::min(tl.vocab, sz.V - v0);
           tile_logits<T>(ph, pw, sz.H, r0, rb, v0, vc, ptr<float>(tile), tl.ld);
           tile_dlogits_kernel<T, I><<<unsigned(rb), kRowThreads, 0, stream>>>(
-              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pt, weights_ptr(weights), ptr<float>(lse), grad_scale);
+              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pt, weights_ptr(weights), ptr<float>(lse), store_scale);
           LMF_CUDA_CHECK_LAUNCH();
           // Column-major: dh_rows^T [H, rb] (+)= W_chunk^T [H, vc] . dZ^T [vc, rb].
           if (acc)
-            gemm(CUBLAS_OP_N, CUBLAS_OP_N, sz.H, rb, vc, pw + v0 * sz.H, cuda_type<T>(), sz.H, dz, ldz,
+            gemm(CUBLAS_OP_N, CUBLAS_OP_N, sz.H, rb, vc, alpha, pw + v0 * sz.H, cuda_type<T>(), sz.H, dz, ldz,
                  v0 == 0 ? 0.f : 1.f, acc, sz.H);
           // Column-major: dW_chunk^T [H, vc] += h_rows^T [H, rb] . dZ [rb, vc].
           if (pdw)
-            gemm(CUBLAS_OP_N, CUBLAS_OP_T, sz.H, vc, rb, ph + r0 * sz.H, cuda_type<T>(), sz.H, dz, ldz, 1.f,
+            gemm(CUBLAS_OP_N, CUBLAS_OP_T, sz.H, vc, rb, alpha, ph + r0 * sz.H, cuda_type<T>(), sz.H, dz, ldz, 1.f,
                  pdw + v0 * sz.H, sz.H);
         }
         if constexpr (widen) {
