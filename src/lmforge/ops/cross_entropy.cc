@@ -1,0 +1,174 @@
+#include "lmforge/ops/cross_entropy.h"
+
+#include <vector>
+
+#include "lmforge/autograd/tape.h"
+#include "lmforge/backend/cross_entropy_chunks.h"
+#include "lmforge/backend/kernels.h"
+#include "lmforge/ops/check.h"
+
+namespace lmf::ops {
+
+namespace ag = autograd;
+
+namespace {
+
+constexpr int64_t kIgnoreIndex = -100;
+
+DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
+// Validated, flattened, contiguous arguments plus the host-side row statistics.
+struct Prepared {
+  Tensor h;        // [N, H]
+  Tensor W;        // [V, H]
+  Tensor targets;  // [N] i32/i64
+  Tensor weights;  // [N] f32 or undefined
+  int64_t count = 0;
+  double weight_sum = 0;
+};
+
+Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tensor& W, const Tensor& targets,
+                 const Tensor& weights) {
+  check_defined(op, h_name, h);
+  check_defined(op, "W", W);
+  check_defined(op, "targets", targets);
+  check_floating(op, h_name, h);
+  if (h.dim() < 2)
+    fail("[", op, "] ", h_name, " must be [..., H] with at least 2 dimensions, got ", shape_str(h.shape()));
+  check_dim(op, "W", W, 2);
+  const int64_t H = h.size(-1), N = h.numel() / std::max<int64_t>(H, 1), V = W.size(0);
+  if (H == 0 || N == 0) fail("[", op, "] ", h_name, " is empty: ", shape_str(h.shape()));
+  if (W.size(1) != H)
+    fail("[", op, "] W must be [V, ", H, "] to match ", h_name, " ", shape_str(h.shape()), ", got ",
+         shape_str(W.shape()));
+  if (V == 0) fail("[", op, "] W has no rows (vocabulary size 0)");
+  if (W.dtype() != h.dtype())
+    fail("[", op, "] W is ", dtype_name(W.dtype()), " but ", h_name, " is ", dtype_name(h.dtype()),
+         "; they must match");
+  check_same_device(op, h, W);
+  check_same_device(op, h, targets);
+  check_index_dtype(op, "targets", targets);
+  if (targets.numel() != N)
+    fail("[", op, "] targets must have ", N, " elements (one per row of ", h_name, " ", shape_str(h.shape()), "), got ",
+         shape_str(targets.shape()));
+
+  Prepared p;
+  p.h = h.contiguous().view({N, H});
+  p.W = W.contiguous();
+  p.targets = targets.contiguous().view({N});
+
+  std::vector<float> w_host;
+  if (weights.defined()) {
+    check_floating(op, "weights", weights);
+    check_same_device(op, h, weights);
+    if (weights.numel() != N)
+      fail("[", op, "] weights must have ", N, " elements (one per target), got ", shape_str(weights.shape()));
+    w_host = weights.to_float_vector();
+    // Other floating dtypes go to the kernels as f32 (uploaded from the host copy we need anyway).
+    p.weights = weights.dtype() == DType::f32 ? weights.contiguous().view({N})
+                                              : Tensor::from_floats(w_host, {N}, DType::f32, weights.device());
+  }
+
+  // Targets are validated on the host: the kernels index W with them.
+  Tensor t_host = p.targets.to(Device::cpu());
+  for (int64_t n = 0; n < N; n++) {
+    const int64_t t = t_host.dtype() == DType::i32 ? t_host.data<int32_t>()[n] : t_host.data<int64_t>()[n];
+    if (t == kIgnoreIndex) continue;
+    if (t < 0 || t >= V)
+      fail("[", op, "] targets[", n, "] = ", t, " is out of range: expected [0, ", V, ") or -100 (ignore_index)");
+    p.count++;
+    p.weight_sum += w_host.empty() ? 1.0 : double(w_host[size_t(n)]);
+  }
+  return p;
+}
+
+CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, const Tensor& W_in,
+                       const Tensor& targets, const Tensor& weights, const CrossEntropyOptions& opt) {
+  Prepared p = prepare(op, h_name, h_in, W_in, targets, weights);
+  const int64_t N = p.h.size(0);
+  const Device dev = p.h.device();
+  const DType acc = acc_dtype(p.h.dtype());
+  const CrossEntropyChunks chunks{opt.chunk_rows, opt.chunk_vocab};
+
+  Tensor lse = Tensor::empty({N}, acc, dev);
+  Tensor row_loss = Tensor::empty({N}, acc, dev);
+  Tensor hits = opt.want_topk ? Tensor::empty({3}, DType::i64, dev) : Tensor();
+  {
+    CrossEntropyChunksGuard guard(chunks);
+    LMF_DISPATCH(p.h, cross_entropy_forward, p.h, p.W, p.targets, p.weights, lse, row_loss, hits);
+  }
+
+  CrossEntropyResult res;
+  res.count = p.count;
+  res.weight_sum = p.weight_sum;
+  res.row_loss = row_loss;
+  if (opt.want_topk) {
+    Tensor hh = hits.to(Device::cpu());
+    for (int j = 0; j < 3; j++) res.topk_hits[size_t(j)] = hh.data<int64_t>()[j];
+  }
+  // The reduction runs on the host over N per-row values (N is a few thousand): it needs the
+  // host synchronization that reading the targets already paid for.
+  double total = 0;
+  for (double v : row_loss.to_double_vector()) total += v;
+  double inv_denom = 1.0;
+  if (opt.reduction == CrossEntropyReduction::mean) {
+    const double denom = opt.divide_by_weight_sum ? p.weight_sum : double(p.count);
+    inv_denom = denom > 0 ? 1.0 / denom : 0.0;
+  }
+  res.loss = Tensor::full({1}, total * inv_denom, acc, dev);
+  res.sum_loss = Tensor::full({1}, total, acc, dev);
+
+  const Shape h_shape = h_in.shape();
+  Tensor h = ag::detach(p.h), W = ag::detach(p.W), tg = p.targets, wt = p.weights;
+  ag::record(op, {h_in, W_in}, {&res.loss, &res.sum_loss},
+             [h, W, tg, wt, lse, inv_denom, chunks, h_shape, acc](ag::GradContext& ctx) -> std::vector<Tensor> {
+               // d total / d (sum of row losses): the upstream gradients of both outputs (read on
+               // the host: one sync per backward of the loss).
+               const double g = ctx.grad_output(0).item() * inv_denom + ctx.grad_output(1).item();
+               Tensor dh, dW_ret, dW_target, slot;
+               if (ctx.needs_grad(0)) dh = Tensor::empty(h.shape(), h.dtype(), h.device());
+               if (ctx.needs_grad(1)) {
+                 slot = ctx.param_grad_slot(1);
+                 if (slot.defined() && slot.dtype() == acc && slot.is_contiguous()) {
+                   dW_target = slot;  // parameter: accumulate straight into its fp32 slot
+                 } else {
+                   dW_target = Tensor::zeros(W.shape(), acc, W.device());
+                   if (!slot.defined()) dW_ret = dW_target;
+                 }
+               }
+               if (g == 0.0) {
+                 if (dh.defined()) dh.zero_();
+               } else if (dh.defined() || dW_target.defined()) {
+                 CrossEntropyChunksGuard guard(chunks);
+                 LMF_DISPATCH(h, cross_entropy_backward, h, W, tg, wt, lse, float(g), dh, dW_target);
+               }
+               // A slot of another dtype or layout gets the gradient added afterwards.
+               if (slot.defined() && dW_target.defined() && dW_target.storage() != slot.storage())
+                 LMF_DISPATCH(slot, accumulate, slot, dW_target);
+               return {dh.defined() ? dh.view(h_shape) : Tensor(), dW_ret};
+             });
+  return res;
+}
+
+}  // namespace
+
+CrossEntropyResult cross_entropy(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
+                                 const CrossEntropyOptions& options) {
+  return run("cross_entropy", "h", h, W, targets, weights, options);
+}
+
+CrossEntropyResult cross_entropy_logits(const Tensor& logits, const Tensor& targets, const Tensor& weights,
+                                        const CrossEntropyOptions& options) {
+  check_defined("cross_entropy_logits", "logits", logits);
+  check_floating("cross_entropy_logits", "logits", logits);
+  if (logits.dim() < 2)
+    fail("[cross_entropy_logits] logits must be [..., C] with at least 2 dimensions, got ", shape_str(logits.shape()));
+  // logits = logits I^T: the fused kernel with an identity projection (exact in every dtype).
+  const int64_t C = logits.size(-1);
+  std::vector<float> eye(size_t(C * C), 0.f);
+  for (int64_t c = 0; c < C; c++) eye[size_t(c * C + c)] = 1.f;
+  Tensor I = Tensor::from_floats(eye, {C, C}, logits.dtype(), logits.device());
+  return run("cross_entropy_logits", "logits", logits, I, targets, weights, options);
+}
+
+}  // namespace lmf::ops
