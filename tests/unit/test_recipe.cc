@@ -179,6 +179,8 @@ TEST(Recipe, OverridesKeepTypes) {
   r.apply_override("+eval.every_steps=50");
   r.apply_override("+model.dropout=0.1");
   r.apply_override("+run.tag=nightly");
+  r.apply_override("+run.langs=[en, 'fr']");
+  EXPECT_EQ(r.require<std::vector<std::string>>("run.langs"), (std::vector<std::string>{"en", "fr"}));
   EXPECT_EQ(r.require<int64_t>("eval.every_steps"), 50);
   EXPECT_DOUBLE_EQ(r.require<double>("model.dropout"), 0.1);
   EXPECT_EQ(r.require<std::string>("run.tag"), "nightly");

@@ -430,7 +430,7 @@ std::string Recipe::to_json() const {
   return format_json(view_table(*state_, prefix_));
 }
 
-void Recipe::write_resolved(const std::string& path) const {
+std::string Recipe::resolved_text() const {
   std::ostringstream os;
   os << "# Resolved recipe written by lmforge " << LMF_VERSION << "\n";
   os << "# source: " << state_->source << "\n";
@@ -439,7 +439,9 @@ void Recipe::write_resolved(const std::string& path) const {
     os << "# --set " << o << "\n";
   }
   os << "\n" << format_toml(state_->root);
-  write_file_atomic(path, os.str());
+  return os.str();
 }
+
+void Recipe::write_resolved(const std::string& path) const { write_file_atomic(path, resolved_text()); }
 
 }  // namespace lmf

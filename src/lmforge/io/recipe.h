@@ -130,8 +130,11 @@ class Recipe {
   // The resolved tree (this view's table) as TOML / as JSON text.
   std::string to_toml() const;
   std::string to_json() const;
-  // Writes to_toml() of the whole tree, preceded by comments naming the source and overrides,
-  // atomically (temp file, fsync, rename). Throws lmf::Error when it cannot.
+  // to_toml() of the whole tree, preceded by comments naming the source and the overrides:
+  // the content of a run's config.resolved.toml.
+  std::string resolved_text() const;
+  // Writes resolved_text() atomically (temp file, fsync, rename). Throws lmf::Error when it
+  // cannot.
   void write_resolved(const std::string& path) const;
 
  private:

@@ -97,7 +97,11 @@ bool coerce_scalar(toml::table& holder, const toml::node& like) {
 // The new value for an override of an existing value `old` (nullptr when adding a key).
 toml::table convert(const Override& ov, std::string_view raw, const toml::node* old) {
   std::optional<toml::table> parsed = parse_value(raw);
-  if (!old) return parsed ? std::move(*parsed) : holder_of_string(std::string(raw));
+  if (!old) {
+    if (parsed) return std::move(*parsed);
+    if (auto list = split_string_list(raw)) return std::move(*list);  // +langs=[en, fr]
+    return holder_of_string(std::string(raw));
+  }
 
   if (old->is_string()) {
     // Strings are taken verbatim unless quoted, so `--set run.name=2024` stays a string.
