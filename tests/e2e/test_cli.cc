@@ -52,7 +52,8 @@ void expect_one_line_error(const std::string& args, int rc, const std::vector<st
   auto lines = lines_of(both.out);
   ASSERT_EQ(lines.size(), 1u) << args << "\n" << both.out;
   EXPECT_EQ(lines[0].rfind("lmforge: error: ", 0), 0u) << lines[0];
-  for (const auto& n : needles) EXPECT_NE(lines[0].find(n), std::string::npos) << "'" << n << "' not in: " << lines[0];
+  for (const auto& n : needles)
+    EXPECT_NE(lines[0].find(n), std::string::npos) << "'" << n << "' not in: " << lines[0];
   EXPECT_EQ(lmforge(args, Capture::stderr_only).out, both.out) << "the error must go to stderr";
   EXPECT_EQ(lmforge(args, Capture::stdout_only).out, "") << "nothing on stdout";
 }
@@ -107,7 +108,8 @@ TEST(Cli, VersionReportsBuildAndGpus) {
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find(std::string("lmforge ") + LMF_VERSION), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("CUDA"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find(LMF_WITH_CUDA ? "CUDA            on" : "CUDA            off"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(LMF_WITH_CUDA ? "CUDA            on" : "CUDA            off"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("cuDNN"), std::string::npos);
   EXPECT_NE(r.out.find("NCCL"), std::string::npos);
   EXPECT_NE(r.out.find("GPUs visible"), std::string::npos);
@@ -163,9 +165,11 @@ TEST(Cli, ConfigShowResolvesOverrides) {
   std::string dir = test::scratch_dir("cli_config_show");
   std::string recipe = write_file(dir, "tiny.toml", kRecipe);
   std::string out_path = dir + "/resolved.toml";
-  CliRun r = lmforge("config show --config " + recipe +
-                  " --set optimizer.lr=1e-3 --set model.n_layer=4 --set 'phases[1].steps=20' --set +eval.every=50"
-                  " >" + out_path);
+  CliRun r =
+      lmforge("config show --config " + recipe +
+              " --set optimizer.lr=1e-3 --set model.n_layer=4 --set 'phases[1].steps=20' --set +eval.every=50"
+              " >" +
+              out_path);
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(r.out, "");  // nothing on stderr either
   Recipe back = Recipe::load(out_path);
@@ -191,10 +195,12 @@ TEST(Cli, ConfigShowErrorsNameFileAndKey) {
   // Malformed TOML: file:line:col, exit 1.
   expect_one_line_error("config show --config " + bad, 1, {bad + ":3:"});
   // Missing file: exit 1.
-  expect_one_line_error("config show --config " + dir + "/missing.toml", 1, {dir + "/missing.toml: cannot read"});
+  expect_one_line_error("config show --config " + dir + "/missing.toml", 1,
+                        {dir + "/missing.toml: cannot read"});
   // Unknown key in --set: usage error, names the key and suggests the right one.
-  expect_one_line_error("config show --config " + good + " --set optimizer.lrr=1", 2,
-                        {good, "--set optimizer.lrr=1", "unknown key 'optimizer.lrr'", "did you mean 'optimizer.lr'?"});
+  expect_one_line_error(
+      "config show --config " + good + " --set optimizer.lrr=1", 2,
+      {good, "--set optimizer.lrr=1", "unknown key 'optimizer.lrr'", "did you mean 'optimizer.lr'?"});
   // Wrong type in --set.
   expect_one_line_error("config show --config " + good + " --set optimizer.lr=abc", 2,
                         {good, "--set optimizer.lr=abc", "expected a number, got string 'abc'"});

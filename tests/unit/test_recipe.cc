@@ -106,9 +106,10 @@ TEST(Recipe, ViewsAndArraysOfTables) {
 }
 
 TEST(Recipe, TypeErrorsNameFileAndKey) {
-  Recipe r = Recipe::parse("[optimizer]\nlr = 'abc'\nsteps = 2.5\nbig = 9999999999\nflag = 1\n"
-                           "betas = [0.9, 'x']\n",
-                           "configs/x.toml");
+  Recipe r = Recipe::parse(
+      "[optimizer]\nlr = 'abc'\nsteps = 2.5\nbig = 9999999999\nflag = 1\n"
+      "betas = [0.9, 'x']\n",
+      "configs/x.toml");
   EXPECT_EQ(error_of([&] { r.get<double>("optimizer.lr", 1.0); }),
             "configs/x.toml: optimizer.lr: expected a number, got string 'abc'");
   EXPECT_EQ(error_of([&] { r.require<int64_t>("optimizer.steps"); }),
@@ -135,7 +136,9 @@ TEST(Recipe, Choices) {
   Recipe r = sample();
   EXPECT_EQ(r.require_choice("model.arch", {"mamba", "gpt_neo", "bert"}), "mamba");
   EXPECT_EQ(r.get_choice("model.pooling", "cls", {"cls", "mean"}), "cls");
-  EXPECT_EQ(error_of([&] { r.require_choice("model.arch", {"mamb", "bert"}); }),
+  EXPECT_EQ(error_of([&] {
+              r.require_choice("model.arch", {"mamb", "bert"});
+            }),
             "configs/x.toml: model.arch: expected one of mamb|bert, got 'mamba' (did you mean 'mamb'?)");
 }
 
@@ -148,6 +151,8 @@ TEST(Recipe, MalformedTomlGivesFileLineColumn) {
   EXPECT_EQ(msg.rfind("dup.toml:2:", 0), 0u) << msg;
   msg = error_of([] { Recipe::load("/nonexistent/dir/recipe.toml"); });
   EXPECT_EQ(msg, "/nonexistent/dir/recipe.toml: cannot read: No such file or directory");
+  std::string dir = test::scratch_dir("recipe_dir");
+  EXPECT_EQ(error_of([&] { Recipe::load(dir); }), dir + ": cannot read: is a folder, expected a TOML file");
 }
 
 TEST(Recipe, OverridesKeepTypes) {
@@ -198,40 +203,50 @@ TEST(Recipe, BadOverridesAreUsageErrors) {
     }
     return std::string("no error");
   };
-  EXPECT_EQ(bad("optimizer.lrr=1"),
-            "configs/x.toml: --set optimizer.lrr=1: unknown key 'optimizer.lrr' (did you mean 'optimizer.lr'?)");
+  EXPECT_EQ(
+      bad("optimizer.lrr=1"),
+      "configs/x.toml: --set optimizer.lrr=1: unknown key 'optimizer.lrr' (did you mean 'optimizer.lr'?)");
   EXPECT_EQ(bad("zzz.qqq=1"),
             "configs/x.toml: --set zzz.qqq=1: unknown key 'zzz.qqq' (to add it, write --set +zzz.qqq=...)");
-  EXPECT_EQ(bad("optimizer.lr=abc"), "configs/x.toml: --set optimizer.lr=abc: expected a number, got string 'abc'");
-  EXPECT_EQ(bad("model.n_layer=2.5"), "configs/x.toml: --set model.n_layer=2.5: expected an integer, got float 2.5");
-  EXPECT_EQ(bad("model.tie_embeddings=yes"),
-            "configs/x.toml: --set model.tie_embeddings=yes: expected a boolean (true or false), got string 'yes'");
-  EXPECT_EQ(bad("data.shards=[1, x]"), "configs/x.toml: --set data.shards=[1, x]: expected an array, got string '[1, x]'");
+  EXPECT_EQ(bad("optimizer.lr=abc"),
+            "configs/x.toml: --set optimizer.lr=abc: expected a number, got string 'abc'");
+  EXPECT_EQ(bad("model.n_layer=2.5"),
+            "configs/x.toml: --set model.n_layer=2.5: expected an integer, got float 2.5");
+  EXPECT_EQ(
+      bad("model.tie_embeddings=yes"),
+      "configs/x.toml: --set model.tie_embeddings=yes: expected a boolean (true or false), got string 'yes'");
+  EXPECT_EQ(bad("data.shards=[1, x]"),
+            "configs/x.toml: --set data.shards=[1, x]: expected an array, got string '[1, x]'");
   EXPECT_EQ(bad("data.shards=[1, 2.5]"),
             "configs/x.toml: --set data.shards=[1, 2.5]: expected an integer at [1], got float 2.5");
   EXPECT_EQ(bad("optimizer=1"),
             "configs/x.toml: --set optimizer=1: 'optimizer' is a table; set one of its keys instead, e.g. "
             "'optimizer.betas=...'");
   EXPECT_EQ(bad("phases=1"),
-            "configs/x.toml: --set phases=1: 'phases' is a table; set one of its keys instead, e.g. 'phases[0].name=...'");
-  EXPECT_EQ(bad("phases[5].steps=1"),
-            "configs/x.toml: --set phases[5].steps=1: 'phases[5]': index out of range (the array has 2 elements)");
+            "configs/x.toml: --set phases=1: 'phases' is a table; set one of its keys instead, e.g. "
+            "'phases[0].name=...'");
+  EXPECT_EQ(
+      bad("phases[5].steps=1"),
+      "configs/x.toml: --set phases[5].steps=1: 'phases[5]': index out of range (the array has 2 elements)");
   EXPECT_EQ(bad("optimizer.lr"), "configs/x.toml: --set optimizer.lr: expected key=value");
-  EXPECT_EQ(bad("optimizer.lr="), "configs/x.toml: --set optimizer.lr=: missing value (write \"\" for an empty string)");
+  EXPECT_EQ(bad("optimizer.lr="),
+            "configs/x.toml: --set optimizer.lr=: missing value (write \"\" for an empty string)");
   EXPECT_EQ(bad("=3"), "configs/x.toml: --set =3: expected key=value (the key is empty)");
-  EXPECT_EQ(bad("+model.arch.x=1"), "configs/x.toml: --set +model.arch.x=1: 'model.arch' is string 'mamba', not a table");
+  EXPECT_EQ(bad("+model.arch.x=1"),
+            "configs/x.toml: --set +model.arch.x=1: 'model.arch' is string 'mamba', not a table");
   // Failed overrides change nothing.
   EXPECT_DOUBLE_EQ(r.require<double>("optimizer.lr"), 3e-4);
   EXPECT_TRUE(r.overrides().empty());
 }
 
 TEST(Recipe, UnusedKeys) {
-  Recipe r = Recipe::parse("[optimizer]\nlrr = 0.1\nbeta1 = 0.9\n[model]\narch = 'bert'\n[model.extra]\na = 1\nb = 2\n"
-                           "[[phases]]\nsteps = 1\nfoo = 2\n",
-                           "configs/x.toml");
-  EXPECT_EQ(r.unused_keys(), (std::vector<std::string>{"model.arch", "model.extra.a", "model.extra.b",
-                                                       "optimizer.beta1", "optimizer.lrr", "phases[0].foo",
-                                                       "phases[0].steps"}));
+  Recipe r = Recipe::parse(
+      "[optimizer]\nlrr = 0.1\nbeta1 = 0.9\n[model]\narch = 'bert'\n[model.extra]\na = 1\nb = 2\n"
+      "[[phases]]\nsteps = 1\nfoo = 2\n",
+      "configs/x.toml");
+  EXPECT_EQ(r.unused_keys(),
+            (std::vector<std::string>{"model.arch", "model.extra.a", "model.extra.b", "optimizer.beta1",
+                                      "optimizer.lrr", "phases[0].foo", "phases[0].steps"}));
   // A read with a fallback for a key the file misspells: lr is absent, lrr unused.
   EXPECT_DOUBLE_EQ(r.get<double>("optimizer.lr", 1e-3), 1e-3);
   r.require<double>("optimizer.beta1");
@@ -244,7 +259,8 @@ TEST(Recipe, UnusedKeys) {
   EXPECT_EQ(msgs[0], "configs/x.toml: unused key 'optimizer.lrr' (did you mean 'optimizer.lr'?)");
   EXPECT_EQ(msgs[1], "configs/x.toml: unused key 'phases[0].foo'");
   EXPECT_EQ(error_of([&] { r.reject_unused(); }),
-            "configs/x.toml: unused key 'optimizer.lrr' (did you mean 'optimizer.lr'?); unused key 'phases[0].foo'");
+            "configs/x.toml: unused key 'optimizer.lrr' (did you mean 'optimizer.lr'?); unused key "
+            "'phases[0].foo'");
   r.mark_used("optimizer.lrr");
   r.mark_used("phases");
   EXPECT_TRUE(r.unused_keys().empty());

@@ -86,8 +86,9 @@ TEST(Format, ProgressLines) {
   s.tokens_per_s = 12345;
   s.elapsed_s = 83;
   s.eta_s = 612;
-  EXPECT_EQ(format_progress(s, false),
-            "pretrain step 120/1000 (12%) | loss 3.4521 | lr 3.00e-04 | 12.3k tok/s | elapsed 1m23s | eta 10m12s");
+  EXPECT_EQ(
+      format_progress(s, false),
+      "pretrain step 120/1000 (12%) | loss 3.4521 | lr 3.00e-04 | 12.3k tok/s | elapsed 1m23s | eta 10m12s");
   EXPECT_EQ(format_progress(s, true, 10),
             "pretrain [#.........]  120/1000  12% | loss 3.4521 | lr 3.00e-04 | 12.3k tok/s | 1m23s<10m12s");
   EXPECT_EQ(format_progress(s, true, 10, 30), "pretrain [#.........]  120/100");
@@ -111,9 +112,10 @@ TEST(MetricsLog, LinesParseBack) {
   {
     MetricsLog log(path);
     for (int step = 1; step <= 25; step++) {
-      nlohmann::json rec = {{"step", step},       {"tokens", int64_t(step) * 4096}, {"loss", loss(gen)},
-                            {"lr", lr(gen)},      {"grad_norm", loss(gen) / 3},     {"tokens_per_s", 1e5 * loss(gen)},
-                            {"phase", "stable"}};
+      nlohmann::json rec = {
+          {"step", step},     {"tokens", int64_t(step) * 4096}, {"loss", loss(gen)},
+          {"lr", lr(gen)},    {"grad_norm", loss(gen) / 3},     {"tokens_per_s", 1e5 * loss(gen)},
+          {"phase", "stable"}};
       log.write(rec);
       written.push_back(rec);
       // Flushed per line: the file holds every record written so far.
@@ -169,7 +171,8 @@ TEST(MetricsLog, TornAndMalformedLines) {
   EXPECT_EQ(error_of([&] { MetricsLog::read(dir + "/missing.jsonl"); }),
             dir + "/missing.jsonl: cannot read: No such file or directory");
   // The parent "folder" is a file.
-  EXPECT_EQ(error_of([&] { MetricsLog log(path + "/x"); }).rfind(path + "/x: cannot open for writing", 0), 0u);
+  EXPECT_EQ(error_of([&] { MetricsLog log(path + "/x"); }).rfind(path + "/x: cannot open for writing", 0),
+            0u);
 }
 
 TEST(Progress, PlainLinesEveryNStepsAndAtTheEnd) {
@@ -227,7 +230,8 @@ TEST(Progress, PlainLinesByTime) {
   // First update at 1.5 s, then whenever 5 s passed since the last line (t = 7.5, 13.5),
   // and the final step at finish().
   EXPECT_EQ(out,
-            "step 1 | elapsed 1s\nstep 5 | elapsed 7s\nstep 9 | elapsed 13s\neval: ppl 12.5\nstep 12 | elapsed 18s\n");
+            "step 1 | elapsed 1s\nstep 5 | elapsed 7s\nstep 9 | elapsed 13s\neval: ppl 12.5\nstep 12 | "
+            "elapsed 18s\n");
 }
 
 TEST(Progress, TtyRedrawsInPlace) {

@@ -25,11 +25,13 @@ int run_show(const ShowOptions& opt) {
 
 Action setup_config(CLI::App& app) {
   app.require_subcommand(1);
-  set_examples(app, {"lmforge config show --config configs/tiny-mamba.toml",
-                     "lmforge config show -c configs/tiny-mamba.toml --set optimizer.lr=1e-3 --set model.n_layer=4"});
+  set_examples(
+      app, {"lmforge config show --config configs/tiny-mamba.toml",
+            "lmforge config show -c configs/tiny-mamba.toml --set optimizer.lr=1e-3 --set model.n_layer=4"});
 
   auto show_opt = std::make_shared<ShowOptions>();
-  CLI::App* show = app.add_subcommand("show", "Print the resolved recipe (TOML, as written to config.resolved.toml)");
+  CLI::App* show =
+      app.add_subcommand("show", "Print the resolved recipe (TOML, as written to config.resolved.toml)");
   show->group("Commands");
   add_recipe_options(*show, show_opt->recipe);
   show->add_option("--format", show_opt->format, "Output format")

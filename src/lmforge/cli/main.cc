@@ -40,7 +40,8 @@ void check_command_word(int argc, char** argv, const std::vector<std::string>& n
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help" || arg == "--version") continue;
     if (arg.rfind("-", 0) == 0)
-      throw lmf::cli::UsageError("unknown option '" + arg + "' (options of a command go after it; see 'lmforge --help')");
+      throw lmf::cli::UsageError("unknown option '" + arg +
+                                 "' (options of a command go after it; see 'lmforge --help')");
     if (std::find(names.begin(), names.end(), arg) == names.end())
       throw lmf::cli::UsageError("unknown command '" + arg + "'" + lmf::did_you_mean(arg, names) +
                                  " (see 'lmforge --help')");
@@ -50,7 +51,8 @@ void check_command_word(int argc, char** argv, const std::vector<std::string>& n
 
 // CLI11 starts its messages with a capital ("A subcommand is required"); ours do not.
 std::string lower_first(std::string s) {
-  if (s.size() > 1 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'a' && s[1] <= 'z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
+  if (s.size() > 1 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'a' && s[1] <= 'z')
+    s[0] = static_cast<char>(s[0] - 'A' + 'a');
   return s;
 }
 
@@ -74,8 +76,9 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.get_formatter()->column_width(34);
   app.get_formatter()->label("SUBCOMMAND", "COMMAND");
-  set_examples(app, {"lmforge version", "lmforge config show --config configs/tiny-mamba.toml --set optimizer.lr=1e-3",
-                     "lmforge <command> --help        (options of one command)"});
+  set_examples(
+      app, {"lmforge version", "lmforge config show --config configs/tiny-mamba.toml --set optimizer.lr=1e-3",
+            "lmforge <command> --help        (options of one command)"});
 
   std::map<const CLI::App*, Action> actions;
   std::vector<std::string> names;

@@ -30,11 +30,17 @@ int run_version(const VersionOptions& opt) {
   BuildInfo b = build_info();
   auto [gpus, gpu_error] = gpus_seen();
   if (opt.json) {
-    nlohmann::ordered_json j = {
-        {"version", b.version}, {"build_type", b.build_type}, {"compiler", b.compiler},
-        {"cxx_standard", b.cxx_standard}, {"cuda", b.cuda}, {"cuda_arch", b.cuda_arch},
-        {"cudnn", b.cudnn}, {"nccl", b.nccl}, {"gpus", gpus}, {"openmp", b.openmp},
-        {"openmp_threads", b.openmp_threads}};
+    nlohmann::ordered_json j = {{"version", b.version},
+                                {"build_type", b.build_type},
+                                {"compiler", b.compiler},
+                                {"cxx_standard", b.cxx_standard},
+                                {"cuda", b.cuda},
+                                {"cuda_arch", b.cuda_arch},
+                                {"cudnn", b.cudnn},
+                                {"nccl", b.nccl},
+                                {"gpus", gpus},
+                                {"openmp", b.openmp},
+                                {"openmp_threads", b.openmp_threads}};
     if (!gpu_error.empty()) j["gpu_error"] = gpu_error;
     std::printf("%s\n", j.dump(2).c_str());
     return 0;

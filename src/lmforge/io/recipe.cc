@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -58,7 +59,8 @@ std::vector<Segment> parse_path(std::string_view path) {
 std::string join_path(const std::vector<Segment>& segs, size_t count) {
   std::string out;
   for (size_t i = 0; i < count && i < segs.size(); i++)
-    out = segs[i].is_index() ? index_path(out, static_cast<size_t>(segs[i].index)) : child_path(out, segs[i].key);
+    out = segs[i].is_index() ? index_path(out, static_cast<size_t>(segs[i].index))
+                             : child_path(out, segs[i].key);
   return out;
 }
 
@@ -74,20 +76,31 @@ std::string describe(const toml::node& n) {
   auto cut = [](std::string s, size_t max) { return s.size() > max ? s.substr(0, max) + "..." : s; };
   std::ostringstream os;
   switch (n.type()) {
-    case toml::node_type::string: return "string '" + cut(std::string(*n.as_string()), 40) + "'";
-    case toml::node_type::integer: return "integer " + std::to_string(n.as_integer()->get());
+    case toml::node_type::string:
+      return "string '" + cut(std::string(*n.as_string()), 40) + "'";
+    case toml::node_type::integer:
+      return "integer " + std::to_string(n.as_integer()->get());
     case toml::node_type::floating_point:
       os << "float " << n.as_floating_point()->get();
       return os.str();
-    case toml::node_type::boolean: return n.as_boolean()->get() ? "boolean true" : "boolean false";
+    case toml::node_type::boolean:
+      return n.as_boolean()->get() ? "boolean true" : "boolean false";
     case toml::node_type::array:
       os << *n.as_array();
       return "array " + cut(os.str(), 40);
-    case toml::node_type::table: return "table";
-    case toml::node_type::date: os << "date " << *n.as_date(); return os.str();
-    case toml::node_type::time: os << "time " << *n.as_time(); return os.str();
-    case toml::node_type::date_time: os << "date-time " << *n.as_date_time(); return os.str();
-    default: return "nothing";
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::date:
+      os << "date " << *n.as_date();
+      return os.str();
+    case toml::node_type::time:
+      os << "time " << *n.as_time();
+      return os.str();
+    case toml::node_type::date_time:
+      os << "date-time " << *n.as_date_time();
+      return os.str();
+    default:
+      return "nothing";
   }
 }
 
@@ -133,6 +146,8 @@ const toml::node* walk(const State& st, const std::vector<Segment>& segs) {
 }
 
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": cannot read: is a folder, expected a TOML file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot read: ", std::strerror(errno));
   std::ostringstream os;
@@ -205,7 +220,8 @@ std::vector<Elem> read_array(const State& st, const std::string& key, const toml
   out.reserve(a->size());
   for (size_t i = 0; i < a->size(); i++) {
     std::optional<Elem> v = convert(*a->get(i));
-    if (!v) fail(st.source, ": ", key, ": expected ", expected, ", got ", describe(*a->get(i)), " at [", i, "]");
+    if (!v)
+      fail(st.source, ": ", key, ": expected ", expected, ", got ", describe(*a->get(i)), " at [", i, "]");
     out.push_back(*v);
   }
   return out;
@@ -370,8 +386,8 @@ void Recipe::mark_used(std::string_view key) const {
 }
 
 namespace {
-void collect_unused(const State& st, const toml::node& node, const std::string& path,
-                    bool covered, std::vector<std::string>& out) {
+void collect_unused(const State& st, const toml::node& node, const std::string& path, bool covered,
+                    std::vector<std::string>& out) {
   covered = covered || st.used.count(path) > 0;
   if (const toml::table* t = node.as_table(); t && !t->empty()) {
     for (auto&& [k, v] : *t) collect_unused(st, v, child_path(path, std::string(k.str())), covered, out);
@@ -422,13 +438,9 @@ const toml::table& view_table(const State& st, const std::string& prefix) {
 }
 }  // namespace
 
-std::string Recipe::to_toml() const {
-  return format_toml(view_table(*state_, prefix_));
-}
+std::string Recipe::to_toml() const { return format_toml(view_table(*state_, prefix_)); }
 
-std::string Recipe::to_json() const {
-  return format_json(view_table(*state_, prefix_));
-}
+std::string Recipe::to_json() const { return format_json(view_table(*state_, prefix_)); }
 
 std::string Recipe::resolved_text() const {
   std::ostringstream os;

@@ -32,13 +32,27 @@ std::string quote(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\f': out += "\\f"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -55,7 +69,8 @@ std::string quote(std::string_view s) {
 std::string format_key(std::string_view k) {
   bool bare = !k.empty();
   for (char c : k)
-    bare = bare && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+    bare = bare && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-');
   return bare ? std::string(k) : quote(k);
 }
 
@@ -75,21 +90,33 @@ std::string inline_table(const toml::table& t) {
 std::string inline_value(const toml::node& n) {
   std::ostringstream os;
   switch (n.type()) {
-    case toml::node_type::string: return quote(n.as_string()->get());
-    case toml::node_type::integer: return std::to_string(n.as_integer()->get());
-    case toml::node_type::floating_point: return format_float(n.as_floating_point()->get());
-    case toml::node_type::boolean: return n.as_boolean()->get() ? "true" : "false";
-    case toml::node_type::date: os << *n.as_date(); return os.str();
-    case toml::node_type::time: os << *n.as_time(); return os.str();
-    case toml::node_type::date_time: os << *n.as_date_time(); return os.str();
-    case toml::node_type::table: return inline_table(*n.as_table());
+    case toml::node_type::string:
+      return quote(n.as_string()->get());
+    case toml::node_type::integer:
+      return std::to_string(n.as_integer()->get());
+    case toml::node_type::floating_point:
+      return format_float(n.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return n.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::date:
+      os << *n.as_date();
+      return os.str();
+    case toml::node_type::time:
+      os << *n.as_time();
+      return os.str();
+    case toml::node_type::date_time:
+      os << *n.as_date_time();
+      return os.str();
+    case toml::node_type::table:
+      return inline_table(*n.as_table());
     case toml::node_type::array: {
       std::string out = "[";
       const toml::array& a = *n.as_array();
       for (size_t i = 0; i < a.size(); i++) out += (i ? ", " : "") + inline_value(a[i]);
       return out + "]";
     }
-    default: return "\"\"";
+    default:
+      return "\"\"";
   }
 }
 
@@ -125,13 +152,23 @@ std::string format_toml(const toml::table& t) {
 nlohmann::ordered_json to_json_value(const toml::node& n) {
   std::ostringstream os;
   switch (n.type()) {
-    case toml::node_type::string: return n.as_string()->get();
-    case toml::node_type::integer: return n.as_integer()->get();
-    case toml::node_type::floating_point: return n.as_floating_point()->get();
-    case toml::node_type::boolean: return n.as_boolean()->get();
-    case toml::node_type::date: os << *n.as_date(); return os.str();
-    case toml::node_type::time: os << *n.as_time(); return os.str();
-    case toml::node_type::date_time: os << *n.as_date_time(); return os.str();
+    case toml::node_type::string:
+      return n.as_string()->get();
+    case toml::node_type::integer:
+      return n.as_integer()->get();
+    case toml::node_type::floating_point:
+      return n.as_floating_point()->get();
+    case toml::node_type::boolean:
+      return n.as_boolean()->get();
+    case toml::node_type::date:
+      os << *n.as_date();
+      return os.str();
+    case toml::node_type::time:
+      os << *n.as_time();
+      return os.str();
+    case toml::node_type::date_time:
+      os << *n.as_date_time();
+      return os.str();
     case toml::node_type::table: {
       nlohmann::ordered_json j = nlohmann::ordered_json::object();
       for (auto&& [k, v] : *n.as_table()) j[std::string(k.str())] = to_json_value(v);
@@ -142,7 +179,8 @@ nlohmann::ordered_json to_json_value(const toml::node& n) {
       for (const toml::node& e : *n.as_array()) j.push_back(to_json_value(e));
       return j;
     }
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 

@@ -70,15 +70,24 @@ std::optional<toml::table> split_string_list(std::string_view raw) {
 
 const char* expected_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean (true or false)";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "a value";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean (true or false)";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "a value";
   }
 }
 
@@ -127,7 +136,8 @@ toml::table convert(const Override& ov, std::string_view raw, const toml::node* 
       for (size_t i = 0; i < arr.size(); i++) {
         if (arr[i].type() == elem) continue;
         if (elem == toml::node_type::floating_point && arr[i].is_integer()) {
-          arr.replace(arr.cbegin() + static_cast<ptrdiff_t>(i), static_cast<double>(arr[i].as_integer()->get()));
+          arr.replace(arr.cbegin() + static_cast<ptrdiff_t>(i),
+                      static_cast<double>(arr[i].as_integer()->get()));
           continue;
         }
         ov.error("expected " + std::string(expected_name(old_arr->front())) + " at [" + std::to_string(i) +
@@ -149,7 +159,8 @@ toml::table convert(const Override& ov, std::string_view raw, const toml::node* 
       return t;
     }
   }
-  if (!parsed) ov.error(std::string("expected ") + expected_name(*old) + ", got string '" + std::string(raw) + "'");
+  if (!parsed)
+    ov.error(std::string("expected ") + expected_name(*old) + ", got string '" + std::string(raw) + "'");
   if (!coerce_scalar(*parsed, *old))
     ov.error(std::string("expected ") + expected_name(*old) + ", got " + describe(*parsed->get("v")));
   return std::move(*parsed);
@@ -197,7 +208,8 @@ void Recipe::apply_override(std::string_view assignment) {
       toml::array* a = parent->as_array();
       if (!a) ov.error("'" + join_path(segs, i) + "' is " + describe(*parent) + ", not an array");
       if (static_cast<size_t>(segs[i].index) >= a->size())
-        ov.error("'" + here + "': index out of range (the array has " + std::to_string(a->size()) + " elements)");
+        ov.error("'" + here + "': index out of range (the array has " + std::to_string(a->size()) +
+                 " elements)");
       parent = a->get(static_cast<size_t>(segs[i].index));
     } else {
       toml::table* t = parent->as_table();
@@ -217,7 +229,8 @@ void Recipe::apply_override(std::string_view assignment) {
     toml::array* a = parent->as_array();
     if (!a) ov.error("'" + join_path(segs, segs.size() - 1) + "' is " + describe(*parent) + ", not an array");
     if (static_cast<size_t>(last.index) >= a->size())
-      ov.error("'" + canon + "': index out of range (the array has " + std::to_string(a->size()) + " elements)");
+      ov.error("'" + canon + "': index out of range (the array has " + std::to_string(a->size()) +
+               " elements)");
     old = a->get(static_cast<size_t>(last.index));
   } else {
     toml::table* t = parent->as_table();

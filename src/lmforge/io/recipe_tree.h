@@ -2,10 +2,11 @@
 // the key-path helpers. Not part of the public API (includes toml++).
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <set>
 #include <string>
 #include <string_view>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "lmforge/io/recipe.h"

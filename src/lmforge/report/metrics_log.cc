@@ -1,11 +1,12 @@
 #include "lmforge/report/metrics_log.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "lmforge/core/error.h"
 #include "lmforge/io/atomic_file.h"

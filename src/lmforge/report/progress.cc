@@ -1,9 +1,10 @@
 #include "lmforge/report/progress.h"
 
-#include <algorithm>
-#include <chrono>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include "lmforge/report/format.h"
 
@@ -15,7 +16,8 @@ std::string format_progress(const ProgressState& s, bool bar, int bar_width, siz
   int pct = known_total ? static_cast<int>(std::clamp<int64_t>(100 * s.step / s.total_steps, 0, 100)) : 0;
   char buf[96];
   if (known_total && bar) {
-    int filled = std::clamp(static_cast<int>(static_cast<int64_t>(bar_width) * s.step / s.total_steps), 0, bar_width);
+    int filled =
+        std::clamp(static_cast<int>(static_cast<int64_t>(bar_width) * s.step / s.total_steps), 0, bar_width);
     out.append("[").append(filled, '#').append(bar_width - filled, '.').append("] ");
     int digits = static_cast<int>(std::to_string(s.total_steps).size());
     std::snprintf(buf, sizeof(buf), "%*lld/%lld %3d%%", digits, static_cast<long long>(s.step),
@@ -62,9 +64,15 @@ Progress::Progress(ProgressOptions options) : opt_(std::move(options)) {
   if (!opt_.clock) opt_.clock = steady_seconds;
   if (!opt_.out) opt_.out = stderr;
   switch (opt_.mode) {
-    case ProgressOptions::Mode::tty: tty_ = true; break;
-    case ProgressOptions::Mode::plain: tty_ = false; break;
-    case ProgressOptions::Mode::auto_detect: tty_ = ::isatty(::fileno(opt_.out)) == 1; break;
+    case ProgressOptions::Mode::tty:
+      tty_ = true;
+      break;
+    case ProgressOptions::Mode::plain:
+      tty_ = false;
+      break;
+    case ProgressOptions::Mode::auto_detect:
+      tty_ = ::isatty(::fileno(opt_.out)) == 1;
+      break;
   }
   start_time_ = now();
   last_time_ = start_time_;

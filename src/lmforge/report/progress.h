@@ -19,15 +19,15 @@ namespace lmf {
 
 // Everything one progress line shows. NaN fields are left out of the line.
 struct ProgressState {
-  std::string label;         // e.g. "pretrain"; may be empty
-  int64_t step = 0;          // steps done
-  int64_t total_steps = 0;   // 0 = unknown: no bar, no percentage, no ETA
+  std::string label;        // e.g. "pretrain"; may be empty
+  int64_t step = 0;         // steps done
+  int64_t total_steps = 0;  // 0 = unknown: no bar, no percentage, no ETA
   double loss = NAN;
   double lr = NAN;
   double tokens_per_s = NAN;
   double elapsed_s = 0;
-  double eta_s = NAN;        // NaN = unknown
-  std::string extra;         // appended as is, e.g. "mem 3.20 GiB"
+  double eta_s = NAN;  // NaN = unknown
+  std::string extra;   // appended as is, e.g. "mem 3.20 GiB"
 };
 
 // The text of one progress line (pure). With `bar` a [####....] bar of `bar_width` cells is
@@ -39,11 +39,11 @@ std::string format_progress(const ProgressState& s, bool bar, int bar_width = 20
 struct ProgressOptions {
   enum class Mode { auto_detect, tty, plain };
   std::string label;
-  int64_t total_steps = 0;      // 0 = unknown
+  int64_t total_steps = 0;        // 0 = unknown
   Mode mode = Mode::auto_detect;  // auto: tty when `out` is a terminal (isatty)
-  int64_t every_steps = 0;      // plain: a line when step % every_steps == 0 (0 = by time only)
-  double every_seconds = 10;    // plain: a line when this long passed since the last (0 = never)
-  double redraw_seconds = 0.1;  // tty: redraw at most this often
+  int64_t every_steps = 0;        // plain: a line when step % every_steps == 0 (0 = by time only)
+  double every_seconds = 10;      // plain: a line when this long passed since the last (0 = never)
+  double redraw_seconds = 0.1;    // tty: redraw at most this often
   std::FILE* out = stderr;
   std::function<double()> clock;  // monotonic seconds; default std::chrono::steady_clock
 };

@@ -25,11 +25,11 @@ class RunDir {
   static RunDir open(const std::string& path, Mode mode);
 
   const std::string& path() const { return path_; }
-  std::string config_path() const;                   // <run>/config.resolved.toml
-  std::string metrics_path() const;                  // <run>/metrics.jsonl
-  std::string checkpoints_path() const;              // <run>/checkpoints
-  std::string checkpoint_path(int64_t step) const;   // <run>/checkpoints/step_000100 (6+ digits)
-  std::string report_path() const;                   // <run>/report.html
+  std::string config_path() const;                  // <run>/config.resolved.toml
+  std::string metrics_path() const;                 // <run>/metrics.jsonl
+  std::string checkpoints_path() const;             // <run>/checkpoints
+  std::string checkpoint_path(int64_t step) const;  // <run>/checkpoints/step_000100 (6+ digits)
+  std::string report_path() const;                  // <run>/report.html
 
   // Steps of the checkpoint folders present (step_N with N a number), ascending. A folder
   // counts only when it holds trainer_state.json, the file a checkpoint writes last.
