@@ -22,6 +22,10 @@ Recipe load_recipe(const RecipeArgs& args) {
   return r;
 }
 
+void warn_unused_keys(const Recipe& recipe) {
+  for (const auto& m : recipe.unused_key_messages()) warn(m);
+}
+
 void set_examples(CLI::App& app, std::initializer_list<std::string_view> lines) {
   std::string footer = "Examples:\n";
   for (auto l : lines) footer.append("  ").append(l).append("\n");

@@ -30,6 +30,11 @@ void add_recipe_options(CLI::App& app, RecipeArgs& args);
 // lmf::OverrideError (bad --set: a usage error).
 Recipe load_recipe(const RecipeArgs& args);
 
+// After a command has read everything it needs: warns once per recipe key nobody read
+// ("lmforge: warning: configs/x.toml: unused key 'optimizer.lrr' (did you mean 'optimizer.lr'?)").
+// Commands that must refuse typos call recipe.reject_unused() instead.
+void warn_unused_keys(const Recipe& recipe);
+
 // Sets the help footer to an "Examples:" block, one command per line.
 void set_examples(CLI::App& app, std::initializer_list<std::string_view> lines);
 
