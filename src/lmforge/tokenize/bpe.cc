@@ -11,12 +11,12 @@
 
 namespace lmf::tok {
 
-// Word -> ids cache. HF keeps one per thread; a sharded map with reader locks gives the same
-// benefit without per-thread state. Bounded like HF (10,000 words of < 256 bytes); once full
-// it stops inserting.
+// Word -> ids cache. HF keeps one per thread (10,000 words of < 256 bytes); a shared sharded map
+// with reader locks serves all threads. It is larger (65,536 words, a few MB) because lmforge
+// tokenizes whole corpora; once full it stops inserting, as HF's does. Results never depend on it.
 struct Bpe::Cache {
   static constexpr size_t kShards = 16;
-  static constexpr size_t kCapacity = 10000;
+  static constexpr size_t kCapacity = 65536;
   static constexpr size_t kMaxWordBytes = 256;
   struct Shard {
     std::shared_mutex mu;

@@ -62,7 +62,7 @@ class Bpe final : public Model {
   Vocab vocab_;
   std::vector<std::string> id_to_token_;  // "" with has_id_ false for holes
   std::vector<bool> has_id_;
-  std::unordered_map<uint64_t, Merge> merges_;  // key: (uint64(a) << 32) | b
+  std::unordered_map<uint64_t, Merge> merges_;           // key: (uint64(a) << 32) | b
   std::vector<std::pair<int32_t, int32_t>> merge_list_;  // in rank order, for fingerprints
   BpeOptions opt_;
   std::optional<int32_t> unk_id_;

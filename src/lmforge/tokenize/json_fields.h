@@ -3,9 +3,8 @@
 // file name in front.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "lmforge/tokenize/regex.h"

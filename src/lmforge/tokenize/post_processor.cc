@@ -77,13 +77,15 @@ std::unique_ptr<PostProcessor> template_from_json(const Json& j, const std::stri
     const Json& piece = single[k];
     if (const Json* seq = optional(piece, "Sequence")) {
       std::string id = get_string(*seq, "id", path_key(pp, "Sequence"));
-      if (id != "A") fail(path_key(path_key(pp, "Sequence"), "id"), ": the single template can only use sequence A, got '", id, "'");
+      if (id != "A")
+        fail(path_key(path_key(pp, "Sequence"), "id"), ": the single template can only use sequence A, got '", id, "'");
       if (seen_a) fail(pp, ": sequence A appears twice in the single template");
       seen_a = true;
     } else if (const Json* spt = optional(piece, "SpecialToken")) {
       std::string id = get_string(*spt, "id", path_key(pp, "SpecialToken"));
       auto it = specials.find(id);
-      if (it == specials.end()) fail(pp, ": special token '", id, "' is missing from ", path_key(path, "special_tokens"));
+      if (it == specials.end())
+        fail(pp, ": special token '", id, "' is missing from ", path_key(path, "special_tokens"));
       auto& dst = seen_a ? after : before;
       dst.insert(dst.end(), it->second.begin(), it->second.end());
     } else {

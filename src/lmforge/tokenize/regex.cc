@@ -3,6 +3,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <cctype>
+#include <cstdio>
+
 #include "lmforge/core/error.h"
 
 namespace lmf::tok {
@@ -74,8 +77,8 @@ std::string translate_oniguruma_pattern(std::string_view p) {
 
 namespace {
 
-pcre2_code* compile_raw(const std::string& pcre_pattern, uint32_t options,
-                                        std::string_view shown, const std::string& where) {
+pcre2_code* compile_raw(const std::string& pcre_pattern, uint32_t options, std::string_view shown,
+                        const std::string& where) {
   int err = 0;
   PCRE2_SIZE err_off = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre_pattern.data()), pcre_pattern.size(),
@@ -99,8 +102,24 @@ Regex Regex::compile(std::string_view pattern, const std::string& where) {
 Regex Regex::literal(std::string_view text, const std::string& where) {
   Regex r;
   r.pattern_ = std::string(text);
+  // PCRE2_LITERAL cannot be combined with UCP: escape instead. A backslash before an ASCII
+  // non-alphanumeric char makes it literal; controls are written as \x{..}.
+  std::string escaped;
+  for (char c : text) {
+    auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x{%02X}", b);
+      escaped += buf;
+    } else if (b < 0x80 && !std::isalnum(b)) {
+      escaped += '\\';
+      escaped += c;
+    } else {
+      escaped += c;
+    }
+  }
   auto code = std::make_shared<Code>();
-  code->code = compile_raw(std::string(text), PCRE2_LITERAL, text, where);
+  code->code = compile_raw(escaped, 0, text, where);
   r.code_ = code;
   return r;
 }

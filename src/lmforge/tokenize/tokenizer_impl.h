@@ -18,11 +18,11 @@ namespace lmf {
 
 struct Tokenizer::Impl {
   std::string source;
-  std::unique_ptr<tok::Normalizer> normalizer;      // may be null
-  std::unique_ptr<tok::PreTokenizer> pre_tokenizer;  // may be null
-  std::unique_ptr<tok::Model> model;                 // never null
+  std::unique_ptr<tok::Normalizer> normalizer;         // may be null
+  std::unique_ptr<tok::PreTokenizer> pre_tokenizer;    // may be null
+  std::unique_ptr<tok::Model> model;                   // never null
   std::unique_ptr<tok::PostProcessor> post_processor;  // may be null
-  std::unique_ptr<tok::Decoder> decoder;             // may be null: tokens joined with " "
+  std::unique_ptr<tok::Decoder> decoder;               // may be null: tokens joined with " "
   tok::AddedVocabulary added;
   std::optional<int32_t> eos, bos, pad;
   uint64_t fingerprint = 0;

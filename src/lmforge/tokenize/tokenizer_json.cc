@@ -216,19 +216,32 @@ Tokenizer Tokenizer::from_gpt2_files(const std::string& vocab_json, const std::s
   Json doc = {
       {"version", "1.0"},
       {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"post_processor", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}}},
+      {"pre_tokenizer",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"post_processor",
+       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}}},
       {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
       {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
-        {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", std::move(vocab)},
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"vocab", std::move(vocab)},
         {"merges", std::move(merges)}}},
       {"added_tokens", Json::array()},
   };
   const Json& v = doc["model"]["vocab"];
   if (auto it = v.find("<|endoftext|>"); it != v.end()) {
-    doc["added_tokens"].push_back({{"id", *it}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
-                                   {"rstrip", false}, {"normalized", true}, {"special", true}});
+    doc["added_tokens"].push_back({{"id", *it},
+                                   {"content", "<|endoftext|>"},
+                                   {"single_word", false},
+                                   {"lstrip", false},
+                                   {"rstrip", false},
+                                   {"normalized", true},
+                                   {"special", true}});
   }
   auto m = build_with_context(doc, vocab_json + " + " + merges_txt);
   resolve_roles(*m, "");
