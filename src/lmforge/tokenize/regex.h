@@ -37,6 +37,7 @@ class Regex {
   const std::string& pattern() const { return pattern_; }
 
  private:
+  Regex() = default;  // only the factories above make one
   struct Code;
   std::shared_ptr<const Code> code_;
   std::string pattern_;
