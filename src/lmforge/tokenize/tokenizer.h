@@ -1,0 +1,91 @@
+// lmf::Tokenizer: a Hugging Face `tokenizers`-compatible tokenizer loaded from tokenizer.json.
+//
+// encode() and decode() reproduce `tokenizers` (Rust, 0.2x) exactly for the supported
+// components; the pipeline order is the one in PARITY.md 6.0:
+//   added tokens (raw) -> normalizer per piece -> added tokens (normalized) -> pre-tokenizer per
+//   piece -> model per word -> post-processor.
+// Supported now: model BPE (byte-level GPT-2/NeoX/Llama-3 style, byte_fallback, unk); see
+// normalizer.h, pre_tokenizer.h, post_processor.h and decoder.h for the supported stage types.
+// Anything else is refused at load time with an lmf::Error naming the file and the field.
+// truncation/padding in tokenizer.json are ignored (lmforge cuts and pads sequences itself).
+//
+// Thread safety: a loaded Tokenizer is immutable; encode/decode may run concurrently from any
+// number of threads (the BPE word cache is internally synchronized).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lmf {
+
+class Tokenizer {
+ public:
+  // Loads a tokenizer.json. eos/bos/pad ids come from tokenizer_config.json or
+  // special_tokens_map.json beside it when present, else from well-known special tokens
+  // ("<|endoftext|>", "</s>", "<s>", "<pad>", ...). Throws lmf::Error
+  // "<path>: <field>: <problem>" for unreadable, malformed or unsupported input, e.g.
+  // "x/tokenizer.json: model.type: 'WordPiece' is not supported yet (supported: BPE)".
+  static Tokenizer from_file(const std::string& path);
+  // Same, from tokenizer.json text; `source` names it in error messages. No side files are read.
+  static Tokenizer from_json_string(std::string_view json_text, const std::string& source = "tokenizer.json");
+  // A GPT-2 style pair: vocab.json ({token: id}) + merges.txt ("#version" header, "a b" lines).
+  // Builds what the hub gpt2 tokenizer.json holds: byte-level BPE, no normalizer, ByteLevel
+  // pre-tokenizer without prefix space, ByteLevel decoder, "<|endoftext|>" as a special added
+  // token when it is in the vocab (and eos/bos then). Throws lmf::Error naming the file.
+  static Tokenizer from_gpt2_files(const std::string& vocab_json, const std::string& merges_txt);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // Ids of `text`, which must be valid UTF-8 (else lmf::Error with the byte offset).
+  // add_special_tokens applies the post-processor's special tokens (e.g. BOS).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true) const;
+  // Text of `ids`. Ids with no token are skipped (as HF does); a negative id throws lmf::Error.
+  // skip_special_tokens drops added tokens marked special.
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
+
+  // Largest id of the model vocab and the added tokens, plus one.
+  int32_t vocab_size() const;
+  // Added tokens first, then the model vocab (HF `token_to_id`).
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  // The token string of `id` (an added token's normalized form when it has one), if any.
+  std::optional<std::string> id_to_token(int32_t id) const;
+  // Whether `id` is an added token marked special.
+  bool is_special(int32_t id) const;
+
+  std::optional<int32_t> eos_id() const;
+  std::optional<int32_t> bos_id() const;
+  std::optional<int32_t> pad_id() const;
+  // Overrides; an id outside [0, vocab_size()) throws lmf::Error.
+  void set_eos_id(std::optional<int32_t> id);
+  void set_bos_id(std::optional<int32_t> id);
+  void set_pad_id(std::optional<int32_t> id);
+
+  // 64-bit FNV-1a over everything that determines encode(): model type, options, vocab (by id),
+  // merges (by rank), added tokens, and the normalizer / pre-tokenizer / post-processor
+  // configuration. Equal fingerprints mean equal ids for every input; shards store it so a
+  // mismatched tokenizer is refused. The decoder does not enter it.
+  uint64_t fingerprint() const;
+  // fingerprint() as 16 lowercase hex digits.
+  std::string fingerprint_hex() const;
+
+  // "BPE" (more model types later).
+  std::string model_type() const;
+  // Ids the post-processor adds to one sequence when add_special_tokens (e.g. 1 for a BOS).
+  size_t num_special_tokens_added() const;
+  // Where the tokenizer came from (file path or source name).
+  const std::string& source() const;
+
+  struct Impl;  // defined in tokenizer_impl.h; public so the loader in tokenizer_json.cc can build one
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lmf
