@@ -174,7 +174,9 @@ Tensor Tensor::view(const Shape& shape) const {
   }
   if (shape_numel(s) != numel())
     fail("Tensor::view: cannot view ", shape_str(shape_), " as ", shape_str(shape));
-  return Tensor(storage_, s, contiguous_strides(s), offset_, dtype_);
+  Tensor v(storage_, s, contiguous_strides(s), offset_, dtype_);
+  v.autograd_ = autograd_;  // same elements in the same order: gradients are shared flat
+  return v;
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {

@@ -4,8 +4,10 @@
 //  - Copying a Tensor is cheap and aliases the same storage (like torch.Tensor). clone() copies.
 //  - Shapes and strides are in elements; strides may be any non-negative values (views).
 //    Kernels that need contiguity say so and callers use contiguous().
-//  - View functions (view, slice, transpose, select) never copy and never record autograd;
-//    the differentiable versions live in ops/.
+//  - View functions (view, slice, transpose, select) never copy. view()/reshape() of a
+//    contiguous tensor keep its autograd record (same elements in the same order, and
+//    gradients accumulate flat, so the record is shape-agnostic); slice/select/transpose drop
+//    it — the differentiable versions live in ops/.
 //  - Tensor carries an optional autograd record (AutogradMeta, defined in autograd/); core only
 //    stores the pointer.
 //  - Errors from bad shapes/dtypes/devices are lmf::Error with the function name as prefix.

@@ -161,7 +161,7 @@ Tensor MambaModel::forward_hidden(const Tensor& ids, const Tensor& seq_idx, bool
   x = ops::cast(x, residual);
   for (int l = 0; l < cfg_.num_hidden_layers; l++) {
     if (recompute_blocks && autograd::grad_mode_enabled())
-      x = autograd::recompute([&, l](const Tensor& in) { return block(l, in, seq_idx); }, x, "mamba_block");
+      x = autograd::recompute([this, l, seq_idx](const Tensor& in) { return block(l, in, seq_idx); }, x, "mamba_block");
     else
       x = block(l, x, seq_idx);
   }
