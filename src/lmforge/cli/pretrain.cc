@@ -1,0 +1,165 @@
+// `lmforge pretrain`: causal-LM pre-training from a TOML recipe (configs/*.toml).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "lmforge/cli/common.h"
+#include "lmforge/cli/registry.h"
+#include "lmforge/core/device_memory.h"
+#include "lmforge/models/config_json.h"
+#include "lmforge/models/mamba.h"
+#include "lmforge/models/registry.h"
+#include "lmforge/report/format.h"
+#include "lmforge/report/metrics_log.h"
+#include "lmforge/report/progress.h"
+#include "lmforge/report/run_dir.h"
+#include "lmforge/tokenize/tokenizer.h"
+#include "lmforge/train/causal_lm_trainer.h"
+#include "lmforge/train/checkpoint.h"
+#include "lmforge/train/pretrain_recipe.h"
+
+namespace lmf::cli {
+
+namespace {
+
+struct PretrainOptions {
+  RecipeArgs recipe;
+  bool resume = false;
+  std::string init_from;
+  std::string device;
+};
+
+DType precision_of(const std::string& p, Device dev, const Recipe& r) {
+  if (p == "auto") return dev.is_cuda() ? DType::bf16 : DType::f32;
+  if (p == "f32" || p == "fp32") return DType::f32;
+  if (p == "bf16") {
+    if (dev.is_cpu()) r.fail_at("run.precision", "bf16 compute needs a CUDA device; use f32 on cpu");
+    return DType::bf16;
+  }
+  r.fail_at("run.precision", "expected auto, f32 or bf16, got '" + p + "'");
+}
+
+std::string eval_line(const nlohmann::json& e) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "eval @ step %lld: loss %.4f | ppl %.2f | top1 %.3f | top3 %.3f | top10 %.3f | %lld tokens",
+                (long long)e["step"].get<int64_t>(), e["loss"].get<double>(), e["perplexity"].get<double>(),
+                e["top1"].get<double>(), e["top3"].get<double>(), e["top10"].get<double>(),
+                (long long)e["tokens"].get<int64_t>());
+  std::string s = buf;
+  for (const auto& b : e["by_position"]) {
+    std::snprintf(buf, sizeof buf, "\n    positions [%lld, %s): loss %.4f | top1 %.3f | top10 %.3f", (long long)b["from"].get<int64_t>(),
+                  b["to"].get<int64_t>() < 0 ? "inf" : std::to_string(b["to"].get<int64_t>()).c_str(),
+                  b["loss"].get<double>(), b["top1"].get<double>(), b["top10"].get<double>());
+    s += buf;
+  }
+  return s;
+}
+
+int run_pretrain(const PretrainOptions& o) {
+  Recipe recipe = load_recipe(o.recipe);
+  PretrainRecipe pr = parse_pretrain_recipe(recipe);
+  const std::string dev_str = o.device.empty() ? recipe.get<std::string>("run.device", "auto") : o.device;
+  Device dev = parse_device(dev_str);
+  DType compute = precision_of(recipe.get<std::string>("run.precision", "auto"), dev, recipe);
+  pr.config.device = dev;
+  pr.config.compute_dtype = compute;
+  warn_unused_keys(recipe);
+
+  Tokenizer tok = Tokenizer::from_file(pr.tokenizer);
+  pr.config.expect_vocab_size = uint64_t(tok.vocab_size());
+  pr.config.expect_tokenizer_fingerprint = tok.fingerprint();
+
+  const std::string run_dir = pr.config.run_dir;
+  RunDir rd = RunDir::open(run_dir, o.resume ? RunDir::Mode::resume : RunDir::Mode::fresh);
+  if (!o.resume) recipe.write_resolved(rd.config_path());
+
+  // The model: a fresh one from config.json, or the weights of a HF folder (--init-from /
+  // model.init_from: WSD's "continue any pre-decay checkpoint with a new schedule").
+  const std::string init = !o.init_from.empty() ? o.init_from : pr.init_from;
+  std::unique_ptr<ParamStore> store;
+  std::unique_ptr<CausalLM> model;
+  if (!init.empty()) {
+    LoadedCausalLM l = load_causal_lm(init, dev, compute);
+    store = std::move(l.store);
+    model = std::move(l.model);
+  } else {
+    nlohmann::json cj = config_json::read_json_file(pr.model_config);
+    store = std::make_unique<ParamStore>(dev, compute);
+    model = make_causal_lm(cj, pr.model_config, *store);
+    store->finalize();
+  }
+  if (model->vocab_size() < tok.vocab_size())
+    fail(pr.tokenizer, ": the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
+         model->vocab_size());
+  if (init.empty()) {
+    if (auto* m = dynamic_cast<MambaModel*>(model.get())) {
+      Generator g{pr.config.seed, 1000};
+      m->init_weights(g);
+    }
+  }
+
+  std::printf("lmforge pretrain: %s, %.2fM parameters, device %s, compute %s, run %s\n", model->architecture(),
+              double(store->num_params()) / 1e6, dev.str().c_str(), std::string(dtype_name(compute)).c_str(),
+              run_dir.c_str());
+  std::fflush(stdout);
+
+  MetricsLog metrics(rd.metrics_path());
+  ProgressOptions po;
+  po.label = "pretrain";
+  po.total_steps = pr.config.max_steps;
+  po.every_steps = pr.config.log_every;
+  Progress progress(po);
+  CausalLMTrainer::Callbacks cb;
+  cb.on_log = [&](const nlohmann::json& rec) {
+    metrics.write(rec);
+    ProgressUpdate u;
+    u.step = rec["step"].get<int64_t>();
+    u.loss = rec["loss"].get<double>();
+    u.lr = rec["lr"].get<double>();
+    u.tokens_per_s = rec["tokens_per_s"].get<double>();
+    if (rec.contains("mem_gib")) u.extra = format_bytes(rec["mem_gib"].get<double>() * double(1ull << 30));
+    progress.update(u);
+  };
+  cb.on_event = [&](const nlohmann::json& ev) {
+    metrics.write(ev);
+    const std::string kind = ev["event"].get<std::string>();
+    if (kind == "eval") progress.print_line(eval_line(ev));
+    else if (kind == "spike_rollback")
+      progress.print_line("loss spike at step " + std::to_string(ev["step"].get<int64_t>()) + " (" +
+                          ev["reason"].get<std::string>() + "): rolled back to step " +
+                          std::to_string(ev["restored_step"].get<int64_t>()) + ", skipping the offending data");
+    else if (kind == "phase") progress.print_line("data phase '" + ev["phase"].get<std::string>() + "' from step " + std::to_string(ev["step"].get<int64_t>()));
+    else if (kind == "checkpoint") progress.print_line("checkpoint: " + ev["path"].get<std::string>());
+  };
+  CausalLMTrainer trainer(pr.config, *model, cb);
+  if (o.resume) {
+    std::string ck = latest_run_checkpoint(run_dir);
+    if (ck.empty()) fail(run_dir, ": no checkpoint to resume from");
+    trainer.resume_from(ck);
+    MetricsLog::truncate_after_step(rd.metrics_path(), trainer.step());
+    progress.print_line("resumed from " + ck + " at step " + std::to_string(trainer.step()));
+  }
+  trainer.train();
+  progress.finish();
+  std::printf("done: %lld steps, %lld tokens, %lld spike rollbacks; model in %s\n", (long long)trainer.step(),
+              (long long)trainer.tokens_seen(), (long long)trainer.rollbacks(), latest_run_checkpoint(run_dir).c_str());
+  return 0;
+}
+
+}  // namespace
+
+Action setup_pretrain(CLI::App& app) {
+  auto o = std::make_shared<PretrainOptions>();
+  add_recipe_options(app, o->recipe);
+  app.add_flag("--resume", o->resume, "Continue the run in [run] dir from its latest checkpoint (exactly)");
+  app.add_option("--init-from", o->init_from, "Start from the weights of a HF folder or checkpoint (new optimizer and schedule)");
+  app.add_option("--device", o->device, "cpu | cuda | cuda:N | auto (overrides [run] device)");
+  set_examples(app, {"lmforge pretrain --config configs/tiny-mamba.toml",
+                     "lmforge pretrain -c configs/tiny-mamba.toml --set train.max_steps=50 --set run.dir=runs/quick",
+                     "lmforge pretrain -c configs/tiny-mamba.toml --resume",
+                     "lmforge pretrain -c configs/mambaoutai-decay.toml --init-from runs/m/checkpoints/step_008000"});
+  return [o]() { return run_pretrain(*o); };
+}
+
+}  // namespace lmf::cli
