@@ -9,12 +9,18 @@
 
 namespace lmf::test {
 
-std::string source_path(const std::string& rel) { return std::string(LMF_SOURCE_DIR) + "/" + rel; }
-std::string binary_path(const std::string& rel) { return std::string(LMF_BINARY_DIR) + "/" + rel; }
+// LMF_TEST_SOURCE_DIR / LMF_TEST_BINARY_DIR override the configure-time paths, so a build
+// tree copied to another machine (the GPU check) still finds its fixtures.
+static std::string dir_from_env(const char* env, const char* fallback) {
+  const char* e = std::getenv(env);
+  return e && *e ? e : fallback;
+}
+std::string source_path(const std::string& rel) { return dir_from_env("LMF_TEST_SOURCE_DIR", LMF_SOURCE_DIR) + "/" + rel; }
+std::string binary_path(const std::string& rel) { return dir_from_env("LMF_TEST_BINARY_DIR", LMF_BINARY_DIR) + "/" + rel; }
 
 std::string scratch_dir(const std::string& name) {
   // Per process: ctest runs tests of one binary in parallel processes.
-  auto p = std::filesystem::path(LMF_BINARY_DIR) / "test_scratch" / (name + "-" + std::to_string(::getpid()));
+  auto p = std::filesystem::path(binary_path("test_scratch")) / (name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
