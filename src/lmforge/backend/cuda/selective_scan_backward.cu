@@ -17,7 +17,7 @@
 // fixed order (per-block partials [B, D(, N)], then a sum over B): deterministic.
 //
 // Launch: grid (ceil(D / 32), B), 32 * G threads, BackwardLayout::kBytes of dynamic shared
-// memory (bf16, N = 16: ~72 KB, three blocks per SM on H100).
+// memory (bf16, N = 16: ~51 KB, four blocks per SM on H100).
 #include "lmforge/backend/cuda/selective_scan_common.cuh"
 #include "lmforge/backend/kernels.h"
 
@@ -30,32 +30,35 @@ template <class T, int G>
 struct BackwardLayout {
   using Stage = StageLayout<T, G, 4, 2>;  // u, delta, z, dout; B, C
   static constexpr int kNPad = 4 * G;
-  static constexpr int kField = align16(kCS * kTD * 4);
-  static constexpr int kDtuOff = 2 * Stage::kBytes;                 // float2 [kCS][kTD]: dt, dt*u
-  static constexpr int kFieldOff = kDtuOff + align16(kCS * kTD * 8);  // 6 x float [kCS][kTD]
-  static constexpr int kBCOff = kFieldOff + 6 * kField;               // float [2][kCS][kNPad]
-  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // float [G][kCS][2][kNPad]
-  static constexpr int kMaskOff = kRedOff + align16(G * kCS * 2 * kNPad * 4);
+  static constexpr int kDtuOff = 2 * Stage::kBytes;                  // float2 [kCS][kTD]: dt, dt*u
+  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);    // float [kCS][kTD]
+  static constexpr int kSub = align16(3 * kSC * kTD * 4);            // float [3][kSC][kTD]: y, p1, p2
+  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);    // 2 sub-chunk buffers
+  static constexpr int kBCOff = kSubOff + 2 * kSub;                  // float [2][kCS][kNPad]
+  static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);      // float [G][kSC][2][kNPad]
+  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
+  static constexpr int kMaskOff = kRedOff + 2 * kRed;
   static constexpr int kBytes = kMaskOff + 16;
+  static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
 };
 
-// Pointers into shared memory, per chunk.
+// Pointers into shared memory: chunk arrays [kCS][...] and one sub-chunk buffer [kSC][...].
 struct BwdShared {
-  const float2* dtu;  // (dt, dt*u)
-  const float* gy;    // dL/dy before the gate: dout * silu(z) (or dout)
-  float* y;           // sum_n h C (for dz)
-  float* p1;          // sum_n g B
-  float* p2;          // sum_n g h_{t-1} exp(dt A) A
-  const float* B;
-  const float* C;
-  float* red;  // per-warp channel sums of dB, dC
+  const float2* dtu;  // (dt, dt*u), chunk
+  const float* gy;    // dL/dy before the gate: dout * silu(z) (or dout), chunk
+  const float* B;     // chunk
+  const float* C;     // chunk
+  float* y;           // sum_n h C (for dz), sub-chunk
+  float* p1;          // sum_n g B, sub-chunk
+  float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
+  float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
 };
 
 // One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from checkpoint h0, then
 // the reverse steps. carry = dL/dh_{t} flowing from step t+1 (already multiplied by its decay).
 template <int G, bool kReset>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], const float (&A2)[kNP], float (&carry)[kNP],
+                                                  const float (&A)[kNP], float (&carry)[kNP],
                                                   float (&dA)[kNP], bool has_z, int g, int cl, int lane, int warp) {
   constexpr int kNPad = 4 * G;
   const float h0[kNP] = {h0v.x, h0v.y, h0v.z, h0v.w};
@@ -71,10 +74,11 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       const float4 cv = reinterpret_cast<const float4*>(s.C + t * kNPad)[g];
       const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
       const bool rs = kReset && ((mask >> t) & 1u);
+      const float dtl = dd.x * kLog2e;  // exp(dt A) = 2^(dt log2(e) A)
       float acc = 0.f;
 #pragma unroll
       for (int i = 0; i < kNP; i++) {
-        a[j][i] = exp2_approx(dd.x * A2[i]);
+        a[j][i] = exp2_approx(dtl * A[i]);
         const float x = dd.y * bb[i];
         h[i] = rs ? x : fmaf(a[j][i], h[i], x);
         hs[j][i] = h[i];
@@ -88,11 +92,10 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       Red::run(yv, lane, base);
       if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s.y[(k * kSC + base + j) * kTD + cl] = yv[j];
+        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kTD + cl] = yv[j];
       }
     }
   }
-  float p1[kSC], p2[kSC];
 #pragma unroll
   for (int j = kSC - 1; j >= 0; j--) {
     const int t = k * kSC + j;
@@ -118,8 +121,18 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
       carry[i] = rs ? 0.f : ga;
     }
-    p1[j] = q1;
-    p2[j] = q2;
+    {
+      // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel: after one exchange
+      // step lane g = 0 holds the first, lane g = G/2 the second (per step keeps registers low).
+      using RedG = LaneReduce<2, G / 2, 1>;
+      float q[2] = {q1, q2};
+      int base = 0;
+      RedG::run(q, lane, base);
+      if ((lane & RedG::kWriterMask) == 0) {
+#pragma unroll
+        for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
+      }
+    }
     using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
     int base = 0;
     RedD::run(dv, lane, base);
@@ -127,47 +140,113 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
 #pragma unroll
       for (int jj = 0; jj < RedD::kOut; jj++) {
         const int idx = base + jj;
-        s.red[((warp * kCS + t) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
+        s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
       }
-    }
-  }
-  using RedG = LaneReduce<kSC, G / 2, 1>;  // over the g-lanes of a channel
-  int base = 0;
-  RedG::run(p1, lane, base);
-  base = 0;
-  RedG::run(p2, lane, base);
-  if ((lane & RedG::kWriterMask) == 0) {
-#pragma unroll
-    for (int j = 0; j < RedG::kOut; j++) {
-      s.p1[(k * kSC + base + j) * kTD + cl] = p1[j];
-      s.p2[(k * kSC + base + j) * kTD + cl] = p2[j];
     }
   }
 }
 
 template <class T, int G>
-__global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
+__device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s, const T* su,
+                                                           const T* sdl, const T* sz, const T* sdo, int b, int t0,
+                                                           int k, int cols, float bias_e, float D_e, float& accD,
+                                                           float& accBias) {
+  constexpr int kNPad = 4 * G;
+  const int ce = threadIdx.x & 31;
+  const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
+  const int64_t off0 = (int64_t(b) * p.L + t0 + k * kSC) * p.D + (blockIdx.x * kTD);
+  for (int e = threadIdx.x; e < kSC * kTD; e += blockDim.x) {
+    const int j = e / kTD;
+    if (j < rows && ce < cols) {
+      const int ec = k * kSC * kTD + e;  // element in the chunk arrays
+      const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
+      const float raw = to_f(sdl[ec]) + bias_e;
+      float dsp = 1.f;  // softplus'(raw) = sigmoid(raw); 1 past the threshold and without softplus
+      if (p.softplus && raw <= 20.f) {
+        const float ex = __expf(raw);
+        dsp = __fdividef(ex, 1.f + ex);
+      }
+      const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
+      const int64_t off = off0 + int64_t(j) * p.D + ce;
+      if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, D_e * gy));
+      if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
+      if (p.z && p.dz) {
+        // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
+        const float zz = to_f(sz[ec]), sg = sigmoid_f(zz);
+        const float y = fmaf(D_e, uu, s.y[e]);
+        static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
+      }
+      accD = fmaf(gy, uu, accD);
+      accBias += ddl;
+    }
+  }
+  const float* red = s.red;
+  const int64_t row0 = t0 + k * kSC;
+  if (p.N % 4 == 0) {
+    constexpr int kQ = kNPad / 4;
+    for (int e = threadIdx.x; e < kSC * 2 * kQ; e += blockDim.x) {
+      const int j = e / (2 * kQ), r = e - j * 2 * kQ, which = r / kQ, n4 = (r - which * kQ) * 4;
+      if (j < rows && n4 < p.N) {
+        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int w = 0; w < G; w++) {
+          const float4 v = *reinterpret_cast<const float4*>(red + ((w * kSC + j) * 2 + which) * kNPad + n4);
+          sum.x += v.x;
+          sum.y += v.y;
+          sum.z += v.z;
+          sum.w += v.w;
+        }
+        float* dst = p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float4*>(dst), sum);
+#else
+        atomicAdd(dst, sum.x);
+        atomicAdd(dst + 1, sum.y);
+        atomicAdd(dst + 2, sum.z);
+        atomicAdd(dst + 3, sum.w);
+#endif
+      }
+    }
+  } else {
+    for (int e = threadIdx.x; e < kSC * 2 * kNPad; e += blockDim.x) {
+      const int j = e / (2 * kNPad), r = e - j * 2 * kNPad, which = r / kNPad, n = r - which * kNPad;
+      if (j < rows && n < p.N) {
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < G; w++) sum += red[((w * kSC + j) * 2 + which) * kNPad + n];
+        atomicAdd(p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n, sum);
+      }
+    }
+  }
+}
+
+// Four blocks of 128 threads per SM for N = 16 (<= 128 registers, ~51 KB shared for bf16).
+template <class T, int G>
+__global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(ScanParams p) {
   using BL = BackwardLayout<T, G>;
   using SL = typename BL::Stage;
   constexpr int kNPad = 4 * G;
-  constexpr int kFieldF = BL::kField / 4;
   extern __shared__ __align__(16) char smem[];
   float2* s_dtu = reinterpret_cast<float2*>(smem + BL::kDtuOff);
-  float* s_gy = reinterpret_cast<float*>(smem + BL::kFieldOff);
-  float* s_dzf = s_gy + kFieldF;  // dout * silu'(z)
-  float* s_dsp = s_gy + 2 * kFieldF;  // softplus'(delta + bias) (1 without softplus)
-  BwdShared sh;
-  sh.dtu = s_dtu;
-  sh.gy = s_gy;
-  sh.y = s_gy + 3 * kFieldF;
-  sh.p1 = s_gy + 4 * kFieldF;
-  sh.p2 = s_gy + 5 * kFieldF;
+  float* s_gy = reinterpret_cast<float*>(smem + BL::kGyOff);
   float* s_B = reinterpret_cast<float*>(smem + BL::kBCOff);
   float* s_C = s_B + kCS * kNPad;
-  sh.B = s_B;
-  sh.C = s_C;
-  sh.red = reinterpret_cast<float*>(smem + BL::kRedOff);
   uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
+  // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
+  // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
+  auto shared_for = [&](int k) {
+    BwdShared sh;
+    sh.dtu = s_dtu;
+    sh.gy = s_gy;
+    sh.B = s_B;
+    sh.C = s_C;
+    float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + (k & 1) * BL::kSub);
+    sh.y = sub;
+    sh.p1 = sub + kSC * kTD;
+    sh.p2 = sub + 2 * kSC * kTD;
+    sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
+    return sh;
+  };
 
   const int b = blockIdx.y, d0 = blockIdx.x * kTD;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -179,12 +258,7 @@ __global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
   const bool has_z = p.z != nullptr;
   float A[kNP], A2[kNP];
   load_A(p, d, g, A, A2);
-
-  const int64_t row = int64_t(b) * p.L;
-  const T* act_src[4] = {static_cast<const T*>(p.u) + row * p.D + d0, static_cast<const T*>(p.delta) + row * p.D + d0,
-                         has_z ? static_cast<const T*>(p.z) + row * p.D + d0 : nullptr,
-                         static_cast<const T*>(p.dout) + row * p.D + d0};
-  const T* bc_src[2] = {static_cast<const T*>(p.Bm) + row * p.N, static_cast<const T*>(p.Cm) + row * p.N};
+  (void)A2;
 
   auto load_checkpoint = [&](int s) -> float4 {
     if (d >= p.D) return make_float4(0.f, 0.f, 0.f, 0.f);
@@ -195,17 +269,17 @@ __global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
   float accD = 0.f, accBias = 0.f;
   const int n_chunks = (p.L + kCS - 1) / kCS;
   float4 ck = load_checkpoint(p.nsub - 1);  // register prefetch, one sub-chunk ahead
-  stage_chunk<T, G, 4, 2>(smem + ((n_chunks - 1) & 1) * SL::kBytes, p, act_src, bc_src, b, (n_chunks - 1) * kCS, d0);
+  stage_chunk<T, G, 4, 2>(smem + ((n_chunks - 1) & 1) * SL::kBytes, p, b, (n_chunks - 1) * kCS, d0);
   cp_async_commit();
   for (int c = n_chunks - 1; c >= 0; c--) {
     char* buf = smem + (c & 1) * SL::kBytes;
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
     cp_async_wait_all();
-    __syncthreads();  // chunk c landed; every thread is past phase C of chunk c + 1
-    if (c > 0) stage_chunk<T, G, 4, 2>(smem + ((c - 1) & 1) * SL::kBytes, p, act_src, bc_src, b, t0 - kCS, d0);
+    __syncthreads();  // chunk c landed; every thread is past the epilogues of chunk c + 1
+    if (c > 0) stage_chunk<T, G, 4, 2>(smem + ((c - 1) & 1) * SL::kBytes, p, b, t0 - kCS, d0);
     cp_async_commit();
 
-    // Phase A: element-wise quantities, each computed once.
+    // Phase A: dt, dt*u and the gated upstream gradient, each element once.
     const T* su = SL::act(buf, 0);
     const T* sdl = SL::act(buf, 1);
     const T* sz = SL::act(buf, 2);
@@ -213,29 +287,19 @@ __global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
     for (int e = tid; e < kCS * kTD; e += blockDim.x) {
       const int t = e / kTD;
       float2 v = make_float2(0.f, 0.f);
-      float gy = 0.f, dzf = 0.f, dsp = 0.f;
+      float gy = 0.f;
       if (t < rows && ce < cols) {
         const float raw = to_f(sdl[e]) + bias_e;
-        float dt = raw;
-        dsp = 1.f;
-        if (p.softplus && raw <= 20.f) {
-          const float ex = __expf(raw);
-          dt = log1pf(ex);
-          dsp = __fdividef(ex, 1.f + ex);  // sigmoid(raw)
-        }
+        const float dt = p.softplus ? softplus_f(raw) : raw;
         v = make_float2(dt, dt * to_f(su[e]));
-        const float go = to_f(sdo[e]);
-        gy = go;
+        gy = to_f(sdo[e]);
         if (has_z) {
-          const float zz = to_f(sz[e]), sg = sigmoid_f(zz);
-          gy = go * zz * sg;
-          dzf = go * sg * (1.f + zz * (1.f - sg));  // d silu(z) / dz = s (1 + z (1 - s))
+          const float zz = to_f(sz[e]);
+          gy *= zz * sigmoid_f(zz);
         }
       }
       s_dtu[e] = v;
       s_gy[e] = gy;
-      s_dzf[e] = dzf;
-      s_dsp[e] = dsp;
     }
     convert_bc<T, G>(s_B, SL::bc(buf, 0), p.N);
     convert_bc<T, G>(s_C, SL::bc(buf, 1), p.N);
@@ -245,7 +309,8 @@ __global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
     }
     __syncthreads();
 
-    // Phase B: sub-chunks from last to first (those starting past L do not exist).
+    // Phase B: sub-chunks from last to first (those starting past L do not exist), each followed
+    // by its epilogue.
     const uint32_t mask = p.seq ? *s_mask : 0u;
 #pragma unroll 1
     for (int k = kCS / kSC - 1; k >= 0; k--) {
@@ -253,65 +318,13 @@ __global__ void __launch_bounds__(32 * G) scan_backward_kernel(ScanParams p) {
       if (ts >= p.L) continue;
       const float4 h0 = ck;
       if (ts > 0) ck = load_checkpoint(ts / kSC - 1);
+      const BwdShared sh = shared_for(k);
       if ((mask >> (k * kSC)) & 0xffu)
-        backward_subchunk<G, true>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
+        backward_subchunk<G, true>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
       else
-        backward_subchunk<G, false>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
-    }
-    __syncthreads();
-
-    // Phase C: du, ddelta, dz per element; parameter partials; dB / dC to global.
-    const int64_t off0 = (row + t0) * p.D + d0;
-    for (int e = tid; e < kCS * kTD; e += blockDim.x) {
-      const int t = e / kTD;
-      if (t < rows && ce < cols) {
-        const float uu = to_f(su[e]), dt = s_dtu[e].x, gy = s_gy[e], q1 = sh.p1[e];
-        const float ddt = fmaf(q1, uu, sh.p2[e]);
-        const float ddl = ddt * s_dsp[e];
-        const int64_t off = off0 + int64_t(t) * p.D + ce;
-        if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, D_e * gy));
-        if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
-        if (has_z && p.dz) static_cast<T*>(p.dz)[off] = from_f<T>(fmaf(D_e, uu, sh.y[e]) * s_dzf[e]);
-        accD = fmaf(gy, uu, accD);
-        accBias += ddl;
-      }
-    }
-    const float* red = sh.red;
-    if (p.N % 4 == 0) {
-      constexpr int kQ = kNPad / 4;
-      for (int e = tid; e < kCS * 2 * kQ; e += blockDim.x) {
-        const int t = e / (2 * kQ), r = e - t * 2 * kQ, which = r / kQ, n4 = (r - which * kQ) * 4;
-        if (t < rows && n4 < p.N) {
-          float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-          for (int w = 0; w < G; w++) {
-            const float4 v = *reinterpret_cast<const float4*>(red + ((w * kCS + t) * 2 + which) * kNPad + n4);
-            sum.x += v.x;
-            sum.y += v.y;
-            sum.z += v.z;
-            sum.w += v.w;
-          }
-          float* dst = p.dBC + ((int64_t(which) * p.B + b) * p.L + t0 + t) * p.N + n4;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-          atomicAdd(reinterpret_cast<float4*>(dst), sum);
-#else
-          atomicAdd(dst, sum.x);
-          atomicAdd(dst + 1, sum.y);
-          atomicAdd(dst + 2, sum.z);
-          atomicAdd(dst + 3, sum.w);
-#endif
-        }
-      }
-    } else {
-      for (int e = tid; e < kCS * 2 * kNPad; e += blockDim.x) {
-        const int t = e / (2 * kNPad), r = e - t * 2 * kNPad, which = r / kNPad, n = r - which * kNPad;
-        if (t < rows && n < p.N) {
-          float sum = 0.f;
-#pragma unroll
-          for (int w = 0; w < G; w++) sum += red[((w * kCS + t) * 2 + which) * kNPad + n];
-          atomicAdd(p.dBC + ((int64_t(which) * p.B + b) * p.L + t0 + t) * p.N + n, sum);
-        }
-      }
+        backward_subchunk<G, false>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
+      __syncthreads();
+      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, bias_e, D_e, accD, accBias);
     }
   }
 

@@ -83,20 +83,22 @@ struct StageLayout {
   __device__ static int32_t* seq(char* buf) { return reinterpret_cast<int32_t*>(buf + kSeqOff); }
 };
 
-// Issues the copies of chunk [t0, t0 + kCS) of batch row b, channels [d0, d0 + kTD), into `buf`.
-// act_src[a] points at element (b, 0, d0) of activation a (null: not staged); bc_src[k] at
-// element (b, 0, 0) of B / C.
+// Issues the copies of chunk [t0, t0 + kCS) of batch row b, channels [d0, d0 + kTD), into `buf`:
+// the activations act[0..NACT) = u, delta, z, dout (z skipped when absent), B / C. The global
+// pointers are recomputed here from the parameters rather than kept live in registers.
 template <class T, int G, int NACT, int NBC>
-__device__ __forceinline__ void stage_chunk(char* buf, const ScanParams& p, const T* const (&act_src)[NACT],
-                                            const T* const (&bc_src)[NBC], int b, int t0, int d0) {
+__device__ __forceinline__ void stage_chunk(char* buf, const ScanParams& p, int b, int t0, int d0) {
   using SL = StageLayout<T, G, NACT, NBC>;
   const int rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
+  const int64_t act_off = (int64_t(b) * p.L + t0) * p.D + d0, bc_off = (int64_t(b) * p.L + t0) * p.N;
+  const void* act[4] = {p.u, p.delta, p.z, p.dout};
 #pragma unroll
   for (int a = 0; a < NACT; a++)
-    if (act_src[a]) stage_tile<T>(SL::act(buf, a), act_src[a] + int64_t(t0) * p.D, p.D, kCS, kTD, rows, cols, p.vec_act);
+    if (act[a]) stage_tile<T>(SL::act(buf, a), static_cast<const T*>(act[a]) + act_off, p.D, kCS, kTD, rows, cols, p.vec_act);
+  const void* bc[2] = {p.Bm, p.Cm};
 #pragma unroll
   for (int k = 0; k < NBC; k++)
-    stage_tile<T>(SL::bc(buf, k), bc_src[k] + int64_t(t0) * p.N, p.N, kCS, p.N, rows, p.N, p.vec_bc);
+    stage_tile<T>(SL::bc(buf, k), static_cast<const T*>(bc[k]) + bc_off, p.N, kCS, p.N, rows, p.N, p.vec_bc);
   if (p.seq) {
     const int32_t* srow = p.seq + int64_t(b) * p.L;
     for (int i = threadIdx.x; i < kCS + 1; i += blockDim.x) {
@@ -230,17 +232,9 @@ __global__ void __launch_bounds__(32 * G) scan_forward_kernel(ScanParams p) {
   load_A(p, d, g, A, A2);
 
   const int64_t row = int64_t(b) * p.L;
-  const T* act_src[FL::kNAct];
-  act_src[0] = static_cast<const T*>(p.u) + row * p.D + d0;
-  act_src[1] = static_cast<const T*>(p.delta) + row * p.D + d0;
-  if constexpr (!kStates) act_src[2] = p.z ? static_cast<const T*>(p.z) + row * p.D + d0 : nullptr;
-  const T* bc_src[FL::kNBC];
-  bc_src[0] = static_cast<const T*>(p.Bm) + row * p.N;
-  if constexpr (!kStates) bc_src[1] = static_cast<const T*>(p.Cm) + row * p.N;
-
   float h[kNP] = {0.f, 0.f, 0.f, 0.f};
   const int n_chunks = (p.L + kCS - 1) / kCS;
-  stage_chunk<T, G, FL::kNAct, FL::kNBC>(smem, p, act_src, bc_src, b, 0, d0);
+  stage_chunk<T, G, FL::kNAct, FL::kNBC>(smem, p, b, 0, d0);
   cp_async_commit();
   for (int c = 0; c < n_chunks; c++) {
     char* buf = smem + (c & 1) * SL::kBytes;
@@ -248,7 +242,7 @@ __global__ void __launch_bounds__(32 * G) scan_forward_kernel(ScanParams p) {
     cp_async_wait_all();
     __syncthreads();  // chunk c landed; every thread is past phase C of chunk c - 1
     if (c + 1 < n_chunks)
-      stage_chunk<T, G, FL::kNAct, FL::kNBC>(smem + ((c + 1) & 1) * SL::kBytes, p, act_src, bc_src, b, t0 + kCS, d0);
+      stage_chunk<T, G, FL::kNAct, FL::kNBC>(smem + ((c + 1) & 1) * SL::kBytes, p, b, t0 + kCS, d0);
     cp_async_commit();
 
     // Phase A.
