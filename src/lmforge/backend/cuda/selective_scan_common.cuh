@@ -33,6 +33,9 @@ constexpr int kCS = 32;  // timesteps per chunk (one 32-bit ballot of document s
 constexpr int kNP = 4;   // states per thread
 constexpr int kSC = 8;   // the backward checkpoints the state every kSC steps
 constexpr int kMaxG = 8; // N <= 32
+static_assert(kTD == 32, "element-wise phases map channel = lane");
+static_assert(kCS == 32, "document starts of a chunk are one 32-bit ballot");
+static_assert(kCS % kSC == 0 && kSC == 8, "sub-chunk masks are 8-bit slices of the chunk mask");
 
 struct ScanParams {
   // [B, L, D] activations (dtype T): inputs, and the backward's upstream gradient.
@@ -154,6 +157,7 @@ struct ForwardLayout {
   static constexpr int kYOff = kBCOff + kNBC * align16(kCS * kNPad * 4);  // float [kCS][kTD]
   static constexpr int kMaskOff = kYOff + (kStates ? 0 : align16(kCS * kTD * 4));
   static constexpr int kBytes = kMaskOff + 16;
+  static_assert(kBytes <= 227 * 1024, "forward shared memory exceeds the per-block limit");
 };
 
 template <class T, int G, bool kStates, bool kReset>
