@@ -138,4 +138,13 @@ struct LaneReduce<M, 0, LO> {
   __device__ __forceinline__ static void run(float (&)[NV], int, int&) {}
 };
 
+// The shapes the scan kernels rely on (values left per lane, lanes that write).
+static_assert(LaneReduce<8, 16, 4>::kOut == 1 && LaneReduce<8, 16, 4>::kWriterMask == 0, "dB/dC, G = 4");
+static_assert(LaneReduce<8, 16, 1>::kOut == 1 && LaneReduce<8, 16, 1>::kWriterMask == 3, "dB/dC, G = 1");
+static_assert(LaneReduce<8, 16, 8>::kOut == 2 && LaneReduce<8, 16, 8>::kWriterMask == 0, "dB/dC, G = 8");
+static_assert(LaneReduce<4, 2, 1>::kOut == 1 && LaneReduce<4, 2, 1>::kWriterMask == 0, "forward y, G = 4");
+static_assert(LaneReduce<4, 0, 1>::kOut == 4 && LaneReduce<4, 0, 1>::kWriterMask == 0, "forward y, G = 1");
+static_assert(LaneReduce<2, 2, 1>::kOut == 1 && LaneReduce<2, 2, 1>::kWriterMask == 1, "p1/p2, G = 4");
+static_assert(LaneReduce<2, 4, 1>::kOut == 1 && LaneReduce<2, 4, 1>::kWriterMask == 3, "p1/p2, G = 8");
+
 }  // namespace lmf::cuda::mamba
