@@ -59,9 +59,9 @@ std::string eval_line(const nlohmann::json& e) {
 int run_pretrain(const PretrainOptions& o) {
   Recipe recipe = load_recipe(o.recipe);
   PretrainRecipe pr = parse_pretrain_recipe(recipe);
-  const std::string dev_str = o.device.empty() ? recipe.get<std::string>("run.device", "auto") : o.device;
+  const std::string dev_str = o.device.empty() ? pr.device : o.device;
   Device dev = parse_device(dev_str);
-  DType compute = precision_of(recipe.get<std::string>("run.precision", "auto"), dev, recipe);
+  DType compute = precision_of(pr.precision, dev, recipe);
   pr.config.device = dev;
   pr.config.compute_dtype = compute;
   warn_unused_keys(recipe);

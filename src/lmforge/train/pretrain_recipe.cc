@@ -26,6 +26,8 @@ PretrainRecipe parse_pretrain_recipe(const Recipe& r) {
   PretrainConfig& c = out.config;
   c.run_dir = r.require<std::string>("run.dir");
   c.seed = uint64_t(r.get<int64_t>("run.seed", 1234));
+  out.device = r.get<std::string>("run.device", "auto");
+  out.precision = r.get_choice("run.precision", "auto", {"auto", "f32", "bf16"});
   out.model_config = r.get<std::string>("model.config", "");
   out.init_from = r.get<std::string>("model.init_from", "");
   if (out.model_config.empty() && out.init_from.empty())

@@ -12,6 +12,8 @@ struct PretrainRecipe {
   std::string model_config;   // [model] config: a HF config.json to build a fresh model from
   std::string init_from;      // [model] init_from: a HF folder whose weights start the run
   std::string tokenizer;      // [data] tokenizer
+  std::string device = "auto";     // [run] device: auto | cpu | cuda | cuda:N
+  std::string precision = "auto";  // [run] precision: auto | f32 | bf16
 };
 
 // `device` is resolved by the caller from [run] device ("auto" | "cpu" | "cuda[:N]").
