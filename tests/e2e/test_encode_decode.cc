@@ -102,23 +102,37 @@ TEST(EncodeDecodeCli, StdinPipesAndCrlf) {
 TEST(EncodeDecodeCli, BadInputFailsWithOneLineNamingTheLine) {
   const std::string dir = test::scratch_dir("encode_decode_bad");
   const std::string tk = " --tokenizer " + shell_quote(tok_path());
+  // Output is streamed: lines before the bad one are on stdout, the error is one line on stderr.
+  auto expect_error_after = [&](const std::string& args, const std::vector<std::string>& needles,
+                                const std::string& stdout_before) {
+    auto err = lmforge(args, e2e::Capture::stderr_only);
+    EXPECT_EQ(err.rc, 1) << args << "\n" << err.out;
+    auto lines = e2e::lines_of(err.out);
+    ASSERT_EQ(lines.size(), 1u) << args << "\n" << err.out;
+    EXPECT_EQ(lines[0].rfind("lmforge: error: ", 0), 0u) << lines[0];
+    for (const auto& n : needles) EXPECT_NE(lines[0].find(n), std::string::npos) << "'" << n << "' not in: " << lines[0];
+    EXPECT_EQ(lmforge(args, e2e::Capture::stdout_only).out, stdout_before) << args;
+  };
   auto decode_lines = [&](const std::string& name, const std::string& text) {
     return "decode" + tk + " " + shell_quote(e2e::write_file(dir + "/" + name, text));
   };
-  e2e::expect_one_line_error(decode_lines("syntax", "[1, 2]\n[1, 2\n"), 1, {"syntax:2:", "malformed JSON"});
-  e2e::expect_one_line_error(decode_lines("blank", "[1]\n\n[2]\n"), 1, {"blank:2:", "malformed JSON"});
+  expect_error_after(decode_lines("syntax", "[3, 4]\n[1, 2\n"), {"syntax:2:", "malformed JSON"}, "#$\n");
+  expect_error_after(decode_lines("blank", "[3]\n\n[4]\n"), {"blank:2:", "malformed JSON"}, "#\n");
   e2e::expect_one_line_error(decode_lines("object", "{\"ids\": [1]}\n"), 1, {"object:1:", "expected a JSON array", "an object"});
   e2e::expect_one_line_error(decode_lines("string", "[1, \"2\"]\n"), 1, {"string:1:", "element 1", "integer"});
   e2e::expect_one_line_error(decode_lines("float", "[1.5]\n"), 1, {"float:1:", "element 0", "integer"});
-  e2e::expect_one_line_error(decode_lines("range", "[1]\n[2]\n[3, 4096]\n"), 1,
-                             {"range:3:", "token id 4096", "out of range", "0..4095"});
+  expect_error_after(decode_lines("range", "[3]\n[4]\n[3, 4096]\n"), {"range:3:", "token id 4096", "out of range", "0..4095"},
+                     "#\n$\n");
   e2e::expect_one_line_error(decode_lines("negative", "[-1]\n"), 1, {"negative:1:", "token id -1", "out of range"});
   e2e::expect_one_line_error(decode_lines("huge", "[18446744073709551615]\n"), 1, {"huge:1:", "out of range"});
   e2e::expect_one_line_error("decode" + tk + " < " + shell_quote(e2e::write_file(dir + "/stdin_bad", "[1, x]\n")), 1,
                              {"<stdin>:1:", "malformed JSON"});
   // Invalid UTF-8 on line 2 of the encoder's input.
-  e2e::expect_one_line_error("encode" + tk + " " + shell_quote(e2e::write_file(dir + "/bad_utf8", "ok\nbad \xff byte\n")), 1,
-                             {"bad_utf8:2:", "UTF-8"});
+  Tokenizer tok = Tokenizer::from_file(tok_path());
+  expect_error_after("encode" + tk + " " + shell_quote(e2e::write_file(dir + "/bad_utf8", "ok\nbad \xff byte\n")),
+                     {"bad_utf8:2:", "UTF-8"}, nlohmann::json(tok.encode("ok")).dump() + "\n");
+  e2e::expect_one_line_error("encode" + tk + " " + shell_quote(e2e::write_file(dir + "/bad_utf8_first", "\xc3(\n")), 1,
+                             {"bad_utf8_first:1:", "UTF-8"});
   e2e::expect_one_line_error("encode" + tk + " " + shell_quote(dir + "/does_not_exist"), 1, {"does_not_exist", "cannot open"});
   e2e::expect_one_line_error("encode " + shell_quote(dir + "/syntax"), 2, {"--tokenizer"});
   e2e::expect_one_line_error("decode --tokenizer " + shell_quote(dir + "/nope.json"), 2, {"nope.json"});

@@ -78,7 +78,7 @@ Direct direct_eval(MambaModel& m, const std::vector<int32_t>& stream, int64_t S,
   d.bucket_tokens.assign(buckets.size(), 0);
   const int64_t windows = int64_t(stream.size() - 1) / S;
   for (int64_t w = 0; w < windows; w++) {
-    std::vector<int32_t> ids(size_t(S)), seq(size_t(S));
+    std::vector<int32_t> ids(static_cast<size_t>(S), 0), seq(static_cast<size_t>(S), 0);
     int32_t doc = 0, pos = 0;
     for (int64_t t = 0; t < S; t++) {
       ids[size_t(t)] = stream[size_t(w * S + t)];

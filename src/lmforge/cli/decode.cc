@@ -77,8 +77,8 @@ Action setup_decode(CLI::App& app) {
   app.add_option("--tokenizer", o->tokenizer, "HF tokenizer.json")->required()->check(CLI::ExistingFile)->type_name("FILE");
   app.add_flag("--skip-special", o->skip_special, "Drop special tokens (BOS, EOS, padding, ...) from the text");
   app.add_option("input", o->input, "One JSON array of ids per line (default '-': standard input)")->type_name("FILE|-");
-  set_examples(app, {"echo '[412, 1290, 88]' | lmforge decode --tokenizer data/tokenizers/enfr-bpe-4k/tokenizer.json",
-                     "lmforge decode --tokenizer tokenizer.json --skip-special ids.jsonl > texts.txt"});
+  set_examples(app, {"lmforge decode --tokenizer data/tokenizers/enfr-bpe-4k/tokenizer.json --skip-special ids.jsonl > texts.txt",
+                     "echo '[412, 1290, 88]' | lmforge decode --tokenizer tokenizer.json"});
   return [o]() { return run_decode(*o); };
 }
 

@@ -43,8 +43,8 @@ Action setup_encode(CLI::App& app) {
   app.add_option("--tokenizer", o->tokenizer, "HF tokenizer.json")->required()->check(CLI::ExistingFile)->type_name("FILE");
   app.add_flag("--no-special", o->no_special, "Do not add the post-processor's special tokens (e.g. BOS)");
   app.add_option("input", o->input, "Text file, one text per line (default '-': standard input)")->type_name("FILE|-");
-  set_examples(app, {"echo 'Bonjour le monde' | lmforge encode --tokenizer data/tokenizers/enfr-bpe-4k/tokenizer.json",
-                     "lmforge encode --tokenizer tokenizer.json --no-special lines.txt > ids.jsonl",
+  set_examples(app, {"lmforge encode --tokenizer data/tokenizers/enfr-bpe-4k/tokenizer.json lines.txt > ids.jsonl",
+                     "echo 'Bonjour le monde' | lmforge encode --tokenizer tokenizer.json --no-special",
                      "lmforge encode --tokenizer tok.json lines.txt | lmforge decode --tokenizer tok.json --skip-special"});
   return [o]() { return run_encode(*o); };
 }
