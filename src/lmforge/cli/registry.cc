@@ -8,13 +8,21 @@ Action setup_config(CLI::App&);   // cli/config.cc
 Action setup_tokenize(CLI::App&);  // cli/tokenize.cc
 Action setup_pretrain(CLI::App&);  // cli/pretrain.cc
 Action setup_generate(CLI::App&);  // cli/generate.cc
+Action setup_eval(CLI::App&);      // cli/eval.cc
+Action setup_forward(CLI::App&);   // cli/forward.cc
+Action setup_encode(CLI::App&);    // cli/encode.cc
+Action setup_decode(CLI::App&);    // cli/decode.cc
 
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
       {"version", "Print the version, build options and the GPUs this process sees", setup_version},
       {"pretrain", "Pre-train a causal LM (Mamba) from a TOML recipe", setup_pretrain},
       {"generate", "Generate text from a prompt (Mamba: recurrent cache; greedy or sampled)", setup_generate},
+      {"eval", "Evaluate a causal LM: loss, perplexity, top-k accuracy, by position", setup_eval},
       {"tokenize", "Tokenize text / JSONL into memory-mapped shards (.bin + .idx)", setup_tokenize},
+      {"encode", "Text lines -> token ids (one JSON array per line)", setup_encode},
+      {"decode", "Token ids (one JSON array per line) -> text lines", setup_decode},
+      {"forward", "Run a HF model folder on ids from safetensors; write fp32 logits", setup_forward},
       {"config", "Inspect recipes: show the resolved TOML after --set overrides", setup_config},
   };
   return table;

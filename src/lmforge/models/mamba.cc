@@ -8,6 +8,7 @@
 #include "lmforge/ops/embedding.h"
 #include "lmforge/ops/linear.h"
 #include "lmforge/ops/mamba_ops.h"
+#include "lmforge/ops/mask.h"
 #include "lmforge/ops/norm.h"
 #include "lmforge/ops/slice.h"
 
@@ -115,7 +116,7 @@ void MambaModel::init_weights(Generator& gen) {
   store_.sync_compute();
 }
 
-Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx) {
+Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx, const Tensor& mask) {
   const MambaConfig& c = cfg_;
   const int64_t I = c.intermediate_size, N = c.state_size, R = c.time_step_rank, K = c.conv_kernel;
   auto P = [&](const char* s) { return store_.param(p(l, s)); };
@@ -123,7 +124,10 @@ Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx) {
   Tensor proj = ops::linear(xn, P("mixer.in_proj.weight"), opt("mixer.in_proj.bias"));  // [B, L, 2I]
   auto uz = ops::split_last(proj, {I, I});
   Tensor conv_w = P("mixer.conv1d.weight").view({I, K});
-  Tensor u = ops::causal_conv1d(uz[0], conv_w, opt("mixer.conv1d.bias"), seq_idx, /*silu=*/true);
+  // HF slow_forward masks u before the conv and again after SiLU(conv) (PARITY.md §1 steps 2-3).
+  Tensor u_in = mask.defined() ? ops::mul_rows(uz[0], mask) : uz[0];
+  Tensor u = ops::causal_conv1d(u_in, conv_w, opt("mixer.conv1d.bias"), seq_idx, /*silu=*/true);
+  if (mask.defined()) u = ops::mul_rows(u, mask);
   Tensor xdbl = ops::linear(u, P("mixer.x_proj.weight"), Tensor());  // [B, L, R + 2N]
   auto parts = ops::split_last(xdbl, {R, N, N});
   Tensor delta = ops::linear(parts[0], P("mixer.dt_proj.weight"), Tensor());  // bias added in the scan
@@ -142,16 +146,35 @@ Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx) {
   return ops::linear(y, P("mixer.out_proj.weight"), opt("mixer.out_proj.bias"));
 }
 
-Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx) {
+Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx, const Tensor& mask) {
   // HF MambaBlock: the norm sees the residual cast to the compute dtype; the sum is formed in
   // the residual dtype (fp32 when residual_in_fp32).
   const DType compute = store_.param(p(l, "norm.weight")).dtype();
   Tensor xn = ops::rms_norm(ops::cast(x, compute), store_.param(p(l, "norm.weight")), float(cfg_.layer_norm_epsilon));
-  Tensor out = mixer(l, xn, seq_idx);
+  Tensor out = mixer(l, xn, seq_idx, mask);
   return ops::add(x, ops::cast(out, x.dtype()));
 }
 
 Tensor MambaModel::forward_hidden(const Tensor& ids, const Tensor& seq_idx, bool recompute_blocks) {
+  return run(ids, seq_idx, Tensor(), recompute_blocks);
+}
+
+Tensor MambaModel::forward_hidden_masked(const Tensor& ids, const Tensor& attention_mask, const Tensor& seq_idx,
+                                         bool recompute_blocks) {
+  Tensor mask;
+  if (attention_mask.defined()) {
+    if (attention_mask.shape() != ids.shape())
+      fail("[mamba] attention_mask must have the shape of input ids ", shape_str(ids.shape()), ", got ",
+           shape_str(attention_mask.shape()));
+    const DType t = attention_mask.dtype();
+    if (t != DType::i32 && t != DType::i64 && t != DType::f32)
+      fail("[mamba] attention_mask must be i32, i64 or f32, got ", dtype_name(t));
+    mask = ops::cast(attention_mask.to(store_.device()), DType::f32);
+  }
+  return run(ids, seq_idx, mask, recompute_blocks);
+}
+
+Tensor MambaModel::run(const Tensor& ids, const Tensor& seq_idx, const Tensor& mask, bool recompute_blocks) {
   if (ids.dtype() != DType::i32 && ids.dtype() != DType::i64)
     fail("[mamba] input ids must be i32 or i64, got ", dtype_name(ids.dtype()));
   if (ids.dim() != 2) fail("[mamba] input ids must be [batch, length], got ", shape_str(ids.shape()));
@@ -161,9 +184,10 @@ Tensor MambaModel::forward_hidden(const Tensor& ids, const Tensor& seq_idx, bool
   x = ops::cast(x, residual);
   for (int l = 0; l < cfg_.num_hidden_layers; l++) {
     if (recompute_blocks && autograd::grad_mode_enabled())
-      x = autograd::recompute([this, l, seq_idx](const Tensor& in) { return block(l, in, seq_idx); }, x, "mamba_block");
+      x = autograd::recompute([this, l, seq_idx, mask](const Tensor& in) { return block(l, in, seq_idx, mask); }, x,
+                              "mamba_block");
     else
-      x = block(l, x, seq_idx);
+      x = block(l, x, seq_idx, mask);
   }
   return ops::rms_norm(x, store_.param("backbone.norm_f.weight"), float(cfg_.layer_norm_epsilon));
 }

@@ -51,6 +51,17 @@ class MambaModel : public CausalLM {
   // optional): state and conv window reset at document starts. Returns the final normed hidden
   // states [B, L, H] (f32 when residual_in_fp32 or compute is f32, else the compute dtype).
   // `recompute_blocks`: keep only each block's input and recompute it in backward.
+  // (That is forward_hidden's contract; it is declared above with the CausalLM interface.)
+
+  // forward_hidden with HF's attention_mask (MambaModel.forward(input_ids, attention_mask),
+  // slow path, PARITY.md §1 mixer steps 2-3): in every layer the conv input u and the conv
+  // output (after SiLU) are multiplied by the mask. attention_mask: [B, L] i32 / i64 / f32
+  // (1 = real token, 0 = padding; other values are used as given, as HF does), any device (it
+  // is moved to the store's device). An undefined mask gives exactly forward_hidden. Throws
+  // lmf::Error "[mamba] attention_mask ..." for a shape other than ids' or a non-numeric dtype.
+  Tensor forward_hidden_masked(const Tensor& ids, const Tensor& attention_mask, const Tensor& seq_idx = Tensor(),
+                               bool recompute_blocks = false);
+
   // fp32 logits [B, L, V] (small models / the forward tool / generation).
   Tensor logits(const Tensor& hidden) const;
 
@@ -58,8 +69,10 @@ class MambaModel : public CausalLM {
   std::vector<std::string> hf_tensor_names() const;
 
  private:
-  Tensor block(int layer, const Tensor& x, const Tensor& seq_idx);
-  Tensor mixer(int layer, const Tensor& xn, const Tensor& seq_idx);
+  // mask: f32 [B, L] on the store's device, or undefined (no masking).
+  Tensor run(const Tensor& ids, const Tensor& seq_idx, const Tensor& mask, bool recompute_blocks);
+  Tensor block(int layer, const Tensor& x, const Tensor& seq_idx, const Tensor& mask);
+  Tensor mixer(int layer, const Tensor& xn, const Tensor& seq_idx, const Tensor& mask);
   std::string p(int layer, const std::string& suffix) const;
 
   MambaConfig cfg_;
