@@ -55,6 +55,11 @@ LMF_HD inline bf16 float_to_bf16(float f) {
 float f16_to_float(f16 h);
 f16 float_to_f16(float f);
 
+// Element i of host memory `p` holding dtype t, read as / written from double (slow, generic
+// path for mixed dtypes and conversions).
+double load_element(const void* p, int64_t i, DType t);
+void store_element(void* p, int64_t i, DType t, double v);
+
 // C++ type -> DType, for typed accessors.
 template <class T>
 struct dtype_of;

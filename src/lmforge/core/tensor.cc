@@ -82,18 +82,6 @@ void floats_to_host(const float* src, int64_t n, DType t, void* dst) {
   }
 }
 
-double host_element(const void* p, int64_t i, DType t) {
-  switch (t) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::f64: return static_cast<const double*>(p)[i];
-    case DType::bf16: return bf16_to_float(static_cast<const bf16*>(p)[i]);
-    case DType::f16: return f16_to_float(static_cast<const f16*>(p)[i]);
-    case DType::i32: return static_cast<const int32_t*>(p)[i];
-    case DType::i64: return double(static_cast<const int64_t*>(p)[i]);
-    case DType::u8: return static_cast<const uint8_t*>(p)[i];
-  }
-  return 0;
-}
 }  // namespace
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
@@ -286,7 +274,7 @@ void Tensor::zero_() const {
 std::vector<double> Tensor::to_double_vector() const {
   Tensor h = to(Device::cpu()).contiguous();
   std::vector<double> out(size_t(h.numel()));
-  for (int64_t i = 0; i < h.numel(); i++) out[i] = host_element(h.data_ptr(), i, dtype_);
+  for (int64_t i = 0; i < h.numel(); i++) out[i] = load_element(h.data_ptr(), i, dtype_);
   return out;
 }
 

@@ -20,8 +20,8 @@ template <> inline bf16 store<bf16>(float v) { return float_to_bf16(v); }
 template <> inline f16 store<f16>(float v) { return float_to_f16(v); }
 
 // Reads element i of a floating buffer of dtype t as double (slow path for mixed dtypes).
-double load_any(const void* p, int64_t i, DType t);
-void store_any(void* p, int64_t i, DType t, double v);
+inline double load_any(const void* p, int64_t i, DType t) { return load_element(p, i, t); }
+inline void store_any(void* p, int64_t i, DType t, double v) { store_element(p, i, t, v); }
 
 // Calls f.template operator()<T>() with T the C++ type of floating dtype t.
 template <class F>
