@@ -3,13 +3,14 @@
 #include "lmforge/autograd/tape.h"
 #include "lmforge/backend/kernels.h"
 #include "lmforge/ops/check.h"
+#include "lmforge/ops/grad_util.h"
 
 namespace lmf::ops {
 
 namespace ag = autograd;
 
 namespace {
-DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+using detail::acc_dtype;
 void check_binary(const char* op, const Tensor& a, const Tensor& b) {
   check_defined(op, "a", a);
   check_defined(op, "b", b);

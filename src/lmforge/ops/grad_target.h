@@ -4,6 +4,7 @@
 
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/tensor.h"
+#include "lmforge/ops/grad_util.h"
 
 namespace lmf::ops::detail {
 
@@ -26,6 +27,6 @@ inline GradTarget grad_target(const autograd::GradContext& ctx, int j, const Sha
 }
 
 // Accumulation dtype of a weight gradient: f64 for f64 inputs (CPU gradcheck), else f32.
-inline DType grad_acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+inline DType grad_acc_dtype(DType t) { return acc_dtype(t); }
 
 }  // namespace lmf::ops::detail

@@ -3,6 +3,7 @@
 #include "lmforge/autograd/tape.h"
 #include "lmforge/backend/kernels.h"
 #include "lmforge/ops/check.h"
+#include "lmforge/ops/grad_util.h"
 
 namespace lmf::ops {
 
@@ -10,16 +11,14 @@ namespace ag = autograd;
 
 namespace {
 Tensor c(const Tensor& t) { return t.defined() ? ag::detach(t.contiguous()) : t; }
-DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+using detail::acc_dtype;
 
-// The fp32 accumulation target for input j of a node: the param slot, or a fresh zero tensor
-// that is returned as the gradient.
+// The accumulation target for input j of a node (its param slot, or a fresh zero tensor that is
+// also returned as the gradient).
 Tensor acc_target(ag::GradContext& ctx, int j, const Tensor& like, Tensor* returned) {
-  if (!ctx.needs_grad(j)) return Tensor();
-  Tensor slot = ctx.param_grad_slot(j);
-  if (slot.defined()) return slot;
-  *returned = Tensor::zeros(like.shape(), acc_dtype(like.dtype()), like.device());
-  return *returned;
+  detail::WeightGrad w = detail::weight_grad(ctx, j, like.shape(), like.dtype(), like.device());
+  *returned = w.result;
+  return w.acc;
 }
 
 void check_seq_idx(const char* op, const Tensor& seq_idx, const Tensor& x) {
