@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "lmforge/autograd/profile.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/rng.h"
@@ -22,7 +23,7 @@ using namespace lmf;
 int main(int argc, char** argv) {
   std::string shape = "130m";
   int64_t batch = 8, seqlen = 1024, steps = 10, warmup = 3;
-  bool recompute = false;
+  bool recompute = false, profile = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     else if (a == "--seqlen") seqlen = std::stoll(next());
     else if (a == "--steps") steps = std::stoll(next());
     else if (a == "--recompute") recompute = true;
+    else if (a == "--profile") profile = true;
   }
   try {
     MambaConfig c;
@@ -66,13 +68,17 @@ int main(int argc, char** argv) {
     Tensor tgt = all.slice(1, 1, seqlen + 1).contiguous().reshape({-1}).to(dev);
     auto step = [&] {
       store.zero_grad();
+      autograd::profile_mark("zero_grad");
       Tensor h = model.forward_hidden(inp, Tensor(), recompute);
       Tensor W = model.lm_head_weight();
       auto ce = ops::cross_entropy(ops::cast(h.reshape({-1, h.size(-1)}), W.dtype()), W, tgt);
+      autograd::profile_mark("fwd:cross_entropy");
       autograd::backward(ce.loss);
+      autograd::profile_mark("bwd:(tail)");
       double norm = grad_norm(store.flat_grads().slice(0, 0, T));
       opt.step(store.flat_master().slice(0, 0, T), store.flat_grads().slice(0, 0, T),
                store.flat_compute().slice(0, 0, T), 1e-4, clip_factor(norm, 1.0));
+      autograd::profile_mark("optimizer");
     };
     for (int64_t i = 0; i < warmup; i++) step();
     synchronize(dev);
@@ -89,6 +95,17 @@ int main(int argc, char** argv) {
                 shape.c_str(), (long long)batch, (long long)seqlen, tps, dt * 1e3,
                 double(memory_stats(dev).peak_bytes) / double(1ull << 30), 6 * params * tps / 989e12,
                 model.train_flops_per_token(seqlen) * tps / 989e12, params, recompute ? "true" : "false");
+    if (profile) {  // where a step goes, with a device sync per op (slower than the timed steps)
+      autograd::set_profiling(true, dev);
+      for (int i = 0; i < 2; i++) step();
+      autograd::set_profiling(false, dev);
+      double total = 0;
+      for (auto& [k, v] : autograd::profile_totals()) total += v;
+      std::printf("{\"profile\":\"%s %lldx%lld\",\"ms_per_step\":%.2f", shape.c_str(), (long long)batch,
+                  (long long)seqlen, total * 500);
+      for (auto& [k, v] : autograd::profile_totals()) std::printf(",\"%s\":%.2f", k.c_str(), v * 500);
+      std::printf("}\n");
+    }
   } catch (const std::exception& e) {
     std::printf("{\"impl\":\"lmforge\",\"shape\":\"%s\",\"batch\":%lld,\"seqlen\":%lld,\"error\":\"%s\"}\n",
                 shape.c_str(), (long long)batch, (long long)seqlen, e.what());

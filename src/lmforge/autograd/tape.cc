@@ -2,6 +2,7 @@
 
 #include <deque>
 
+#include "lmforge/autograd/profile.h"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::autograd {
@@ -86,6 +87,7 @@ namespace {
 void record_node(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor*> outputs,
                  BackwardFn backward, bool force) {
   if (!g_state.grad_enabled) return;
+  if (profiling()) profile_mark(std::string("fwd:") + name);
   bool any = force;
   for (const auto& t : inputs) any = any || requires_grad(t);
   if (!any) return;
@@ -132,12 +134,14 @@ void run_tape_backward(std::vector<Node>& tape) {
       n.outputs[i]->grad = Tensor();  // activation grads are freed once consumed
     }
     GradContext ctx(std::move(gouts), n.inputs);
+    if (profiling()) profile_mark("bwd:(between nodes)");
     std::vector<Tensor> gins = n.backward(ctx);
     if (gins.size() != n.inputs.size())
       fail("autograd: node '", n.name, "' returned ", gins.size(), " gradients for ", n.inputs.size(),
            " inputs");
     for (size_t j = 0; j < gins.size(); j++)
       if (n.inputs[j]) accumulate_into(*n.inputs[j], gins[j]);
+    if (profiling()) profile_mark(std::string("bwd:") + n.name);
     n.backward = nullptr;  // release saved tensors early
   }
   tape.clear();

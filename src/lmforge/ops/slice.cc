@@ -29,15 +29,43 @@ Tensor slice_last(const Tensor& x_in, int64_t start, int64_t end) {
   return out;
 }
 
-std::vector<Tensor> split_last(const Tensor& x, const std::vector<int64_t>& sizes) {
-  std::vector<Tensor> out;
-  int64_t off = 0;
-  for (int64_t s : sizes) {
-    out.push_back(slice_last(x, off, off + s));
-    off += s;
+std::vector<Tensor> split_last(const Tensor& x_in, const std::vector<int64_t>& sizes) {
+  check_defined("split_last", "x", x_in);
+  if (x_in.dim() == 0) fail("[split_last] x must have at least one dimension");
+  int64_t total = 0;
+  for (int64_t w : sizes) {
+    if (w < 0) fail("[split_last] negative width ", w);
+    total += w;
   }
-  if (x.defined() && off != x.size(-1))
-    fail("[split_last] sizes sum to ", off, " but the last dimension is ", x.size(-1));
+  if (total != x_in.size(-1))
+    fail("[split_last] sizes sum to ", total, " but the last dimension is ", x_in.size(-1));
+  // One node for all pieces: the backward writes every piece's gradient into one tensor in a
+  // single pass (missing gradients arrive as zeros from the tape), instead of one zero-filled
+  // full-size tensor per piece.
+  Tensor x = x_in.contiguous();
+  std::vector<Tensor> out;
+  std::vector<Tensor*> outs;
+  int64_t off = 0;
+  for (int64_t w : sizes) {
+    Shape s = x.shape();
+    s.back() = w;
+    out.push_back(Tensor::empty(s, x.dtype(), x.device()));
+    LMF_DISPATCH(x, copy_columns, x, off, out.back(), 0, w, false);
+    off += w;
+  }
+  for (auto& t : out) outs.push_back(&t);
+  Shape full = x.shape();
+  ag::record("split_last", {x_in}, outs, [full, sizes](ag::GradContext& ctx) -> std::vector<Tensor> {
+    const Tensor& g0 = ctx.grad_output(0);
+    Tensor dx = Tensor::empty(full, g0.dtype(), g0.device());
+    int64_t off = 0;
+    for (size_t i = 0; i < sizes.size(); i++) {
+      Tensor g = ctx.grad_output(int(i)).contiguous();
+      LMF_DISPATCH(dx, copy_columns, g, 0, dx, off, sizes[i], false);
+      off += sizes[i];
+    }
+    return {dx};
+  });
   return out;
 }
 
