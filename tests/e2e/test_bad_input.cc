@@ -203,6 +203,19 @@ std::vector<Case> cases() {
          return pretrain(recipe("trunc_idx", in.model_config, p));
        },
        {"trunc_idx.idx"}},
+      {"shard_forged_token_count",
+       [](const Inputs& in) {
+         // num_tokens = 2^62 with an empty .bin: num_tokens * 4 wraps to 0 bytes, which the
+         // size check once accepted (then reads ran off the mapping).
+         std::string p = in.dir + "/forged";
+         const uint64_t n = uint64_t(1) << 62;
+         const uint64_t fields[] = {1, 1, n, uint64_t(in.vocab), in.fingerprint, 0, 0, 0, n};
+         write_file(p + ".idx", "LMFSHRD1" + std::string(reinterpret_cast<const char*>(fields), sizeof fields));
+         write_file(p + ".bin", "");
+         return "eval --model " + q(test::source_path("tests/fixtures/mamba_tiny_tied")) + " --device cpu --seq-len 16 --data " +
+                q(p);
+       },
+       {"forged.bin", "does not match", "4611686018427387904 tokens"}},
       {"shard_vocab_larger_than_model",
        [](const Inputs& in) {
          return "eval --model " + q(test::source_path("tests/fixtures/mamba_tiny_tied")) + " --device cpu --seq-len 16 --data " +
