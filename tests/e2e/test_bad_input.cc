@@ -128,6 +128,11 @@ std::vector<Case> cases() {
       {"recipe_unknown_set_key",
        [](const Inputs& in) { return pretrain(recipe("unknown_set", in.model_config, in.good_shard), "--set train.max_stepz=3"); },
        {"train.max_stepz", "did you mean 'train.max_steps'"}},
+      {"recipe_bad_table_header",  // toml++ asserted on this (abort in debug builds): recipe_tree.h
+       [](const Inputs& in) {
+         return pretrain(write_file(in.dir + "/bad_header.toml", "[run]\ndir = \"x\"\n\n[}rain]\nmax_steps = 1\n"));
+       },
+       {"bad_header.toml:4:"}},
       {"recipe_missing_model_config",
        [](const Inputs& in) { return pretrain(recipe("missing_cfg", in.dir + "/nope/config.json", in.good_shard)); },
        {"nope/config.json"}},
