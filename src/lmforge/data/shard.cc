@@ -131,7 +131,8 @@ std::shared_ptr<Shard> Shard::open(const std::string& prefix) {
   for (uint64_t d = 0; d < nd; d++)
     if (s->offsets_[d + 1] < s->offsets_[d]) fail(idx, ": document offsets decrease at document ", d);
   s->bin_map_ = map_file(bin, &s->bin_size_);
-  if (s->bin_size_ != s->header_.num_tokens * 4)
+  // Compared without num_tokens * 4, which wraps for a forged count (2^62 would "match" 0 bytes).
+  if (s->bin_size_ % 4 != 0 || s->bin_size_ / 4 != s->header_.num_tokens)
     fail(bin, ": size ", s->bin_size_, " bytes does not match ", s->header_.num_tokens, " tokens in ", idx);
   s->tokens_ = static_cast<const uint32_t*>(s->bin_map_);
   return s;

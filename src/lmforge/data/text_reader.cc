@@ -1,9 +1,11 @@
 #include "lmforge/data/text_reader.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "lmforge/core/error.h"
 #include "lmforge/io/atomic_file.h"
+#include "lmforge/tokenize/unicode.h"
 
 namespace lmf {
 
@@ -25,6 +27,11 @@ std::vector<std::string> read_documents(const std::string& path, const TextReadO
   std::string raw = read_file(path);
   if (raw.empty()) fail(path, ": file is empty");
   if (raw.find('\0') != std::string::npos) fail(path, ": looks binary (contains NUL bytes); expected UTF-8 text");
+  // Checked here, before any tokenizing starts, so the error names the file and line (the
+  // tokenizer would only name a document number, after progress output).
+  if (size_t bad = tok::find_invalid_utf8(raw); bad != std::string::npos)
+    fail(path, ":", 1 + std::count(raw.begin(), raw.begin() + std::ptrdiff_t(bad), '\n'),
+         ": invalid UTF-8 (byte offset ", bad, "); expected UTF-8 text");
   // Normalise line endings and drop a UTF-8 BOM.
   std::string text;
   text.reserve(raw.size());

@@ -4,7 +4,7 @@
 //         default), or "line" (one per non-empty line). \r\n is read as \n.
 //  jsonl: one JSON object per line; `field` (default "text") holds the document string.
 // Errors name the file (and line): missing/empty files, binary content (NUL bytes), invalid
-// JSON, a missing or non-string field.
+// UTF-8, invalid JSON, a missing or non-string field.
 #pragma once
 
 #include <string>

@@ -1,6 +1,8 @@
 #include "lmforge/models/config_json.h"
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "lmforge/core/error.h"
@@ -22,8 +24,15 @@ int64_t get_int(const json& j, const std::string& src, const char* key, int64_t 
     return def;
   }
   const json& v = j[key];
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+    fail(src, ": ", key, ": ", v.get<uint64_t>(), " is out of range for a 64-bit integer");
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && v.get<double>() == double(int64_t(v.get<double>()))) return int64_t(v.get<double>());
+  // A float such as 64.0 is accepted when it is an integer; the range test comes first because
+  // converting an out-of-range double to int64_t is undefined behaviour.
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return int64_t(d);
+  }
   fail(src, ": ", key, ": expected an integer, got ", got(v));
 }
 

@@ -40,7 +40,9 @@ MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string& src) 
                       {"expand", c.expand}, {"conv_kernel", c.conv_kernel}})
     require_positive(src, k, v);
   // HF: intermediate_size = int(expand * hidden_size); a stored value must agree.
-  const int64_t derived_inter = c.expand * c.hidden_size;
+  int64_t derived_inter = 0;
+  if (__builtin_mul_overflow(c.expand, c.hidden_size, &derived_inter))
+    fail(src, ": expand * hidden_size = ", c.expand, " * ", c.hidden_size, " overflows a 64-bit integer");
   c.intermediate_size = get_int(j, src, "intermediate_size", derived_inter);
   if (c.intermediate_size != derived_inter)
     fail(src, ": intermediate_size: ", c.intermediate_size, " contradicts expand * hidden_size = ", derived_inter);
