@@ -7,6 +7,7 @@
 #include "lmforge/cli/common.h"
 #include "lmforge/cli/registry.h"
 #include "lmforge/core/device_memory.h"
+#include "lmforge/data/packed_dataset.h"
 #include "lmforge/models/config_json.h"
 #include "lmforge/models/mamba.h"
 #include "lmforge/models/registry.h"
@@ -70,10 +71,6 @@ int run_pretrain(const PretrainOptions& o) {
   pr.config.expect_vocab_size = uint64_t(tok.vocab_size());
   pr.config.expect_tokenizer_fingerprint = tok.fingerprint();
 
-  const std::string run_dir = pr.config.run_dir;
-  RunDir rd = RunDir::open(run_dir, o.resume ? RunDir::Mode::resume : RunDir::Mode::fresh);
-  if (!o.resume) recipe.write_resolved(rd.config_path());
-
   // The model: a fresh one from config.json, or the weights of a HF folder (--init-from /
   // model.init_from: WSD's "continue any pre-decay checkpoint with a new schedule").
   const std::string init = !o.init_from.empty() ? o.init_from : pr.init_from;
@@ -98,6 +95,18 @@ int run_pretrain(const PretrainOptions& o) {
       m->init_weights(g);
     }
   }
+
+  // Every shard opens and matches the tokenizer before anything is written, so a failed start
+  // leaves no run folder behind.
+  for (const auto& ph : pr.config.phases)
+    PackedDataset(ph.sources, pr.config.seq_len, pr.config.seed, pr.config.expect_vocab_size,
+                  pr.config.expect_tokenizer_fingerprint);
+  if (!pr.config.eval_sources.empty())
+    PackedDataset(pr.config.eval_sources, pr.config.seq_len, pr.config.seed, pr.config.expect_vocab_size,
+                  pr.config.expect_tokenizer_fingerprint);
+  const std::string run_dir = pr.config.run_dir;
+  RunDir rd = RunDir::open(run_dir, o.resume ? RunDir::Mode::resume : RunDir::Mode::fresh);
+  if (!o.resume) recipe.write_resolved(rd.config_path());
 
   std::printf("lmforge pretrain: %s, %.2fM parameters, device %s, compute %s, run %s\n", model->architecture(),
               double(store->num_params()) / 1e6, dev.str().c_str(), std::string(dtype_name(compute)).c_str(),
