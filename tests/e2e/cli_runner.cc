@@ -29,6 +29,7 @@ void expect_one_line_error(const std::string& args, int rc, const std::vector<st
   ASSERT_EQ(lines.size(), 1u) << args << "\n" << both.out;
   EXPECT_EQ(lines[0].rfind("lmforge: error: ", 0), 0u) << lines[0];
   for (const auto& n : needles) EXPECT_NE(lines[0].find(n), std::string::npos) << "'" << n << "' not in: " << lines[0];
+  EXPECT_EQ(lmforge(args, Capture::stderr_only).out, both.out) << "the error must go to stderr: " << args;
   EXPECT_EQ(lmforge(args, Capture::stdout_only).out, "") << "nothing on stdout: " << args;
 }
 

@@ -8,55 +8,18 @@
 #include <sstream>
 
 #include "lmforge/io/recipe.h"
+#include "cli_runner.h"
 #include "test_util.h"
 
 using namespace lmf;
 
 namespace {
 
-enum class Capture { both, stdout_only, stderr_only };
-
-struct CliRun {
-  int rc = -1;
-  std::string out;
-};
-
-// Runs `lmforge <args>`; every run must end by itself (no signal): exit code < 128.
-CliRun lmforge(const std::string& args, Capture capture = Capture::both) {
-  // (Built with append: GCC 12 -O3 warns falsely (-Wrestrict) on "literal" + std::string.)
-  std::string cmd = "{ '";
-  cmd.append(test::lmforge_bin()).append("' ").append(args);
-  // run_command appends "2>&1"; the group keeps the inner redirections intact.
-  if (capture == Capture::stdout_only) cmd.append(" 2>/dev/null");
-  if (capture == Capture::stderr_only) cmd.append(" 2>&1 >/dev/null");
-  cmd.append("; }");
-  CliRun r;
-  r.rc = test::run_command(cmd, &r.out);
-  EXPECT_GE(r.rc, 0) << args;
-  EXPECT_LT(r.rc, 128) << "lmforge " << args << " crashed:\n" << r.out;
-  return r;
-}
-
-std::vector<std::string> lines_of(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-// The command fails with `rc`, prints exactly one line, on stderr, "lmforge: error: ...", and
-// that line contains every string in `needles`.
-void expect_one_line_error(const std::string& args, int rc, const std::vector<std::string>& needles) {
-  CliRun both = lmforge(args);
-  EXPECT_EQ(both.rc, rc) << args << "\n" << both.out;
-  auto lines = lines_of(both.out);
-  ASSERT_EQ(lines.size(), 1u) << args << "\n" << both.out;
-  EXPECT_EQ(lines[0].rfind("lmforge: error: ", 0), 0u) << lines[0];
-  for (const auto& n : needles)
-    EXPECT_NE(lines[0].find(n), std::string::npos) << "'" << n << "' not in: " << lines[0];
-  EXPECT_EQ(lmforge(args, Capture::stderr_only).out, both.out) << "the error must go to stderr";
-  EXPECT_EQ(lmforge(args, Capture::stdout_only).out, "") << "nothing on stdout";
-}
+using e2e::Capture;
+using e2e::CliRun;
+using e2e::expect_one_line_error;
+using e2e::lines_of;
+using e2e::lmforge;
 
 std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
   std::string path = dir + "/" + name;
