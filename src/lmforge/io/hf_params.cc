@@ -13,7 +13,8 @@ namespace lmf {
 
 std::vector<std::string> load_hf_params(ParamStore& store, const std::string& dir,
                                         const std::vector<std::string>& optional,
-                                        const std::map<std::string, std::string>& renames) {
+                                        const std::map<std::string, std::string>& renames,
+                                        std::vector<std::string>* missing) {
   CheckpointReader ck = CheckpointReader::open(dir);
   // Our name -> the checkpoint's name.
   std::map<std::string, std::string> source;
@@ -32,7 +33,10 @@ std::vector<std::string> load_hf_params(ParamStore& store, const std::string& di
   for (const auto& spec : store.specs()) {
     auto it = source.find(spec.name);
     if (it == source.end()) {
-      if (std::find(optional.begin(), optional.end(), spec.name) != optional.end()) continue;
+      if (std::find(optional.begin(), optional.end(), spec.name) != optional.end()) {
+        if (missing) missing->push_back(spec.name);
+        continue;
+      }
       fail(dir, ": tensor '", spec.name, "' is missing from the checkpoint");
     }
     const auto& info = ck.info(it->second);

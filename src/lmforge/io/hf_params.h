@@ -5,7 +5,8 @@
 // converted to fp32 into the master buffer, then the compute copy is synced. `optional` names
 // may be absent (e.g. lm_head.weight of a tied checkpoint). `renames` maps legacy checkpoint
 // names to ours (mamba_ssm's "embedding." -> "embeddings."). Returns checkpoint tensor names
-// nobody used (callers report them, as transformers does).
+// nobody used (callers report them, as transformers does); `missing` (optional) receives the
+// optional names the checkpoint lacked (their values are left as they were).
 // Errors name the folder, the tensor and both shapes.
 //
 // save_hf_params: writes the master values as `dtype` (f32 or bf16) safetensors under HF
@@ -23,7 +24,8 @@ namespace lmf {
 
 std::vector<std::string> load_hf_params(ParamStore& store, const std::string& dir,
                                         const std::vector<std::string>& optional = {},
-                                        const std::map<std::string, std::string>& renames = {});
+                                        const std::map<std::string, std::string>& renames = {},
+                                        std::vector<std::string>* missing = nullptr);
 
 void save_hf_params(const ParamStore& store, const std::string& dir, const nlohmann::json& config,
                     DType dtype = DType::f32, const std::vector<std::string>& skip = {});
