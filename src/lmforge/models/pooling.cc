@@ -26,20 +26,25 @@ Tensor pool_sequences(const Tensor& h, const std::vector<int32_t>& cu, Pooling p
   if (cu.size() < 2 || cu.front() != 0 || cu.back() != h.shape()[0])
     fail("[pooling] cu_seqlens must start at 0 and end at N = ", h.shape()[0]);
   const int64_t S = static_cast<int64_t>(cu.size()) - 1, N = h.shape()[0];
-  std::vector<float> p(static_cast<size_t>(S * N), 0.f);
+  std::vector<double> p(static_cast<size_t>(S * N), 0.0);
   for (int64_t s = 0; s < S; ++s) {
     const int64_t begin = cu[s], end = cu[s + 1];
     if (end <= begin) fail("[pooling] sequence ", s, " is empty");
-    float* row = p.data() + s * N;
+    double* row = p.data() + s * N;
     switch (pooling) {
-      case Pooling::cls: row[begin] = 1.f; break;
-      case Pooling::last: row[end - 1] = 1.f; break;
+      case Pooling::cls: row[begin] = 1.0; break;
+      case Pooling::last: row[end - 1] = 1.0; break;
       case Pooling::mean:
-        for (int64_t i = begin; i < end; ++i) row[i] = 1.f / static_cast<float>(end - begin);
+        for (int64_t i = begin; i < end; ++i) row[i] = 1.0 / static_cast<double>(end - begin);
         break;
     }
   }
-  Tensor pm = Tensor::from_floats(p, {S, N}, h.dtype(), h.device());
+  Tensor pm;
+  if (h.dtype() == DType::f64) {
+    pm = Tensor::from_vector(p, {S, N}, h.device());
+  } else {
+    pm = Tensor::from_floats(std::vector<float>(p.begin(), p.end()), {S, N}, h.dtype(), h.device());
+  }
   return ops::matmul(pm, h);
 }
 
