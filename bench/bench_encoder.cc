@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     AdamW opt({0.9, 0.999, 1e-8, 0.01}, T, dev, groups);
     const int64_t vocab = cfg.value("vocab_size", int64_t(1000));
     TokenBatch tb = random_batch(batch, seqlen, varlen, vocab, 5);
-    std::vector<int64_t> labels(size_t(batch));
+    std::vector<int64_t> labels(static_cast<size_t>(batch));
     for (int64_t b = 0; b < batch; ++b) labels[size_t(b)] = b % 2;
     Tensor tgt = Tensor::from_vector(labels, {batch}).to(dev);
     Generator dropout_gen{3, 0};
