@@ -15,6 +15,7 @@
 #include "lmforge/eval/sampling.h"
 #include "lmforge/models/mamba.h"
 #include "lmforge/models/mamba_decoder.h"
+#include "lmforge/models/mamba_step_decoder.h"
 #include "lmforge/models/registry.h"
 #include "lmforge/report/format.h"
 #include "lmforge/tokenize/tokenizer.h"
@@ -26,6 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct GenerateOptions {
+  std::string device = "cpu";
   std::string model, tokenizer, prompt, prompt_file, ids;
   int64_t max_new_tokens = 64;
   SamplingOptions sampling;
@@ -99,7 +101,10 @@ int run_generate(const GenerateOptions& o) {
   if (!fs::is_directory(o.model)) fail("--model ", o.model, ": no such directory");
   const std::string cfg_path = (fs::path(o.model) / "config.json").string();
   if (!fs::exists(cfg_path)) fail(cfg_path, ": not found (--model must be a Hugging Face model folder with config.json and weights)");
-  LoadedCausalLM loaded = load_causal_lm(o.model, Device::cpu(), DType::f32);
+  // cpu: the host fp32 decoder; cuda: the weights stay on the GPU in bf16 and each token runs
+  // the decode-step kernels (models/mamba_step_decoder.h).
+  const Device dev = parse_device(o.device);
+  LoadedCausalLM loaded = load_causal_lm(o.model, dev, dev.is_cuda() ? DType::bf16 : DType::f32);
   auto* mamba = dynamic_cast<MambaModel*>(loaded.model.get());
   if (!mamba) fail(cfg_path, ": generate supports MambaForCausalLM only, got ", loaded.model->architecture());
   const int64_t vocab = mamba->vocab_size();
@@ -141,10 +146,17 @@ int run_generate(const GenerateOptions& o) {
   }
 
   using Clock = std::chrono::steady_clock;
-  MambaDecoder decoder(*mamba, 1);
+  std::optional<MambaDecoder> host_decoder;
+  std::optional<MambaStepDecoder> device_decoder;
+  if (dev.is_cuda()) device_decoder.emplace(*mamba, 1);
+  else host_decoder.emplace(*mamba, 1);
+  auto prefill = [&](const std::vector<int32_t>& ids) {
+    return device_decoder ? device_decoder->prefill(ids, int64_t(ids.size())) : host_decoder->prefill(ids, int64_t(ids.size()));
+  };
+  auto step = [&](int32_t id) { return device_decoder ? device_decoder->step({id}) : host_decoder->step({id}); };
   Sampler sampler(o.sampling, o.seed);
   const auto t0 = Clock::now();
-  Tensor logits = decoder.prefill(prompt_ids, int64_t(prompt_ids.size()));
+  Tensor logits = prefill(prompt_ids);
   const auto t1 = Clock::now();
   std::vector<int32_t> history = prompt_ids, gen;
   std::string printed;  // streamed continuation text so far
@@ -168,7 +180,7 @@ int run_generate(const GenerateOptions& o) {
         printed = text;
       }
     }
-    if (i + 1 < o.max_new_tokens) logits = decoder.step({id});
+    if (i + 1 < o.max_new_tokens) logits = step(id);
   }
   const auto t2 = Clock::now();
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
@@ -206,6 +218,7 @@ Action setup_generate(CLI::App& app) {
   o->sampling.top_k = 50;
   o->sampling.top_p = 0.95;
   app.add_option("--model", o->model, "Hugging Face model folder (config.json + safetensors)")->required();
+  app.add_option("--device", o->device, "cpu (host fp32 decoder) | cuda | cuda:N (bf16 weights on the GPU)")->capture_default_str();
   app.add_option("--tokenizer", o->tokenizer, "HF tokenizer.json (default: DIR/tokenizer.json when present)");
   o->prompt_opt = app.add_option("--prompt", o->prompt, "Prompt text");
   o->prompt_file_opt = app.add_option("--prompt-file", o->prompt_file, "Read the prompt text from a file (verbatim)");
