@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <tuple>
 
 #include "lmforge/autograd/tape.h"
 #include "lmforge/io/hf_params.h"
@@ -389,4 +390,28 @@ TEST(BertModel, BadCheckpointsAndBatchesAreOneLineErrors) {
   EXPECT_EQ(rob.model->forward_output(fits.batch(22, false, 1), {}).size(1), 22);
   Layout too_long{{std::vector<int64_t>(23, 7)}};
   expect_one_line_error([&] { rob.model->forward_output(too_long.batch(23, false, 1), {}); }, "at most 22 tokens");
+}
+
+TEST(BertModel, ShippedConfigsBuildWithTheKnownParameterCounts) {
+  // BertForMaskedLM(bert-base-multilingual-cased) and XLMRobertaForMaskedLM(xlm-roberta-base):
+  // embeddings + 12 x 7,087,872 per layer + MLM head (dense, norm, vocabulary bias; tied decoder).
+  for (const auto& [file, arch, expected] : std::vector<std::tuple<std::string, std::string, int64_t>>{
+           {"mbert-base.json", "BertForMaskedLM", 177974523},
+           {"xlmr-base.json", "XLMRobertaForMaskedLM", 278295186},
+           {"tiny-bert.json", "BertForMaskedLM", 0}}) {
+    const std::string path = test::source_path("configs/models/" + file);
+    ParamStore store(Device::cpu(), DType::f32);
+    auto model = make_task_model(config_json::read_json_file(path), path, store, {});
+    EXPECT_EQ(std::string(model->architecture()), arch) << file;
+    int64_t n = 0;
+    for (const auto& s : store.specs()) n += shape_numel(s.shape);
+    if (expected > 0) {
+      EXPECT_EQ(n, expected) << file;
+    }
+    if (file == "tiny-bert.json") {
+      // 6 x (4 layers x (4 H^2 + 2 H I) + H^2 + V H) + 3 x 4 layers x 4 seq H, H 128, I 512, V 4096.
+      EXPECT_EQ(model->train_flops_per_token(128), 6.0 * (4 * (4 * 16384 + 2 * 65536) + 16384 + 4096 * 128) +
+                                                       3.0 * 4 * 4 * 128 * 128);
+    }
+  }
 }
