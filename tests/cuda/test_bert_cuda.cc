@@ -59,7 +59,8 @@ void check_mlm(const std::string& name, DType compute, double tol) {
     Tensor logits = l.model->forward_output(batch, {});
     EXPECT_TRUE(logits.device().is_cuda());
     EXPECT_EQ(logits.dtype(), DType::f32);
-    EXPECT_LT(test::rel_error(real_rows(logits, batch.attention_mask), real_rows(exp.tensor("logits"), batch.attention_mask)),
+    EXPECT_LT(test::rel_error(real_rows(logits, batch.attention_mask),
+                              real_rows(exp.tensor("logits"), batch.attention_mask)),
               tol)
         << what;
   }
@@ -67,9 +68,11 @@ void check_mlm(const std::string& name, DType compute, double tol) {
   const auto labels = exp.tensor("labels").to_double_vector();
   std::vector<int64_t> targets(size_t(r.num_tokens()));
   for (int64_t b = 0, i = 0; b < r.batch; b++)
-    for (; i < r.cu_seqlens[size_t(b + 1)]; i++) targets[size_t(i)] = int64_t(labels[size_t(b * r.seq_len + r.column[size_t(i)])]);
-  Tensor logits = ops::cast(ops::linear(mlm->mlm_transform(mlm->encode(r, {})), mlm->decoder_weight(), mlm->decoder_bias()),
-                            DType::f32);
+    for (; i < r.cu_seqlens[size_t(b + 1)]; i++)
+      targets[size_t(i)] = int64_t(labels[size_t(b * r.seq_len + r.column[size_t(i)])]);
+  Tensor logits = ops::cast(
+      ops::linear(mlm->mlm_transform(mlm->encode(r, {})), mlm->decoder_weight(), mlm->decoder_bias()),
+      DType::f32);
   auto ce = ops::cross_entropy_logits(logits, to_index_tensor(targets, Device::cuda(0)));
   const double ref = exp.tensor("loss").item();
   EXPECT_NEAR(ce.loss.item(), ref, tol * ref) << what;

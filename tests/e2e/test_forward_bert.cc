@@ -51,10 +51,13 @@ TEST(ForwardBert, MaskedLMLogitsMatchTransformers) {
     Tensor logits = out.tensor("logits"), mask = exp.tensor("attention_mask");
     ASSERT_EQ(logits.dtype(), DType::f32);
     ASSERT_EQ(logits.shape(), exp.tensor("logits").shape());
-    EXPECT_LT(test::rel_error(at_mask(logits, mask, 1), at_mask(exp.tensor("logits"), mask, 1)), 1e-4) << name;
+    EXPECT_LT(test::rel_error(at_mask(logits, mask, 1), at_mask(exp.tensor("logits"), mask, 1)), 1e-4)
+        << name;
     for (double v : at_mask(logits, mask, 0)) ASSERT_EQ(v, 0.0) << name;
-    EXPECT_NE(log.find("ForMaskedLM on cpu, with attention_mask, with token_type_ids"), std::string::npos) << log;
-    EXPECT_NE(log.find("warning:"), std::string::npos) << "the fixture's expected tensors are ignored with a warning";
+    EXPECT_NE(log.find("ForMaskedLM on cpu, with attention_mask, with token_type_ids"), std::string::npos)
+        << log;
+    EXPECT_NE(log.find("warning:"), std::string::npos)
+        << "the fixture's expected tensors are ignored with a warning";
   }
 }
 
@@ -85,31 +88,41 @@ TEST(ForwardBert, BadInputsAreOneLineErrors) {
   auto run_on = [&](const std::string& tag, const NamedTensors& ts, const std::string& extra = "") {
     const std::string in = dir + "/" + tag + ".safetensors";
     save_safetensors(in, ts);
-    return "forward --model " + model + " --input " + shell_quote(in) + " --out " + out + " --device cpu " + extra;
+    return "forward --model " + model + " --input " + shell_quote(in) + " --out " + out + " --device cpu " +
+           extra;
   };
   Tensor ids = Tensor::from_vector<int64_t>({2, 5, 9, 3, 2, 7, 3, 0}, {2, 4});
   Tensor mask = Tensor::from_vector<int64_t>({1, 1, 1, 1, 1, 1, 1, 0}, {2, 4});
   e2e::expect_one_line_error(
-      run_on("types_shape", {{"input_ids", ids}, {"token_type_ids", Tensor::from_vector<int64_t>({0, 0, 1}, {1, 3})}}), 1,
-      {"token_type_ids has shape [1, 3]", "[2, 4]"});
+      run_on("types_shape",
+             {{"input_ids", ids}, {"token_type_ids", Tensor::from_vector<int64_t>({0, 0, 1}, {1, 3})}}),
+      1, {"token_type_ids has shape [1, 3]", "[2, 4]"});
   e2e::expect_one_line_error(
       run_on("types_value",
-             {{"input_ids", ids}, {"attention_mask", mask}, {"token_type_ids", Tensor::from_vector<int64_t>({0, 0, 2, 0, 0, 0, 0, 0}, {2, 4})}}),
+             {{"input_ids", ids},
+              {"attention_mask", mask},
+              {"token_type_ids", Tensor::from_vector<int64_t>({0, 0, 2, 0, 0, 0, 0, 0}, {2, 4})}}),
       1, {"types_value.safetensors", "token_type_id 2 is outside [0, type_vocab_size = 2)"});
-  e2e::expect_one_line_error(run_on("ids_range", {{"input_ids", Tensor::from_vector<int64_t>({2, 99, 3, 0}, {1, 4})}}), 1,
-                             {"input_ids[0, 1] = 99", "vocabulary of 99 tokens"});
+  e2e::expect_one_line_error(
+      run_on("ids_range", {{"input_ids", Tensor::from_vector<int64_t>({2, 99, 3, 0}, {1, 4})}}), 1,
+      {"input_ids[0, 1] = 99", "vocabulary of 99 tokens"});
   e2e::expect_one_line_error(run_on("too_long", {{"input_ids", Tensor::full({1, 65}, 5.0, DType::i64)}}), 1,
                              {"too_long.safetensors", "beyond max_position_embeddings 64"});
-  e2e::expect_one_line_error(run_on("bad_head", {{"input_ids", ids}}, "--head tokens"), 2, {"--head", "tokens"});
+  e2e::expect_one_line_error(run_on("bad_head", {{"input_ids", ids}}, "--head tokens"), 2,
+                             {"--head", "tokens"});
   // A classifier head on the MLM checkpoint: the new head is random, which the user is told.
-  auto r = lmforge(run_on("as_cls", {{"input_ids", ids}, {"attention_mask", mask}}, "--head sequence_classification"));
+  auto r = lmforge(
+      run_on("as_cls", {{"input_ids", ids}, {"attention_mask", mask}}, "--head sequence_classification"));
   EXPECT_EQ(r.rc, 0) << r.out;
-  EXPECT_NE(r.out.find("4 tensor(s) of BertForSequenceClassification are not in the checkpoint"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4 tensor(s) of BertForSequenceClassification are not in the checkpoint"),
+            std::string::npos)
+      << r.out;
   // An unknown model_type names the supported task models.
   const std::string t5 = dir + "/t5";
   std::filesystem::create_directories(t5);
-  e2e::write_file(t5 + "/config.json", R"({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]})");
-  e2e::expect_one_line_error("forward --model " + shell_quote(t5) + " --input " + shell_quote(dir + "/as_cls.safetensors") +
-                                 " --out " + out + " --device cpu",
+  e2e::write_file(t5 + "/config.json",
+                  R"({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]})");
+  e2e::expect_one_line_error("forward --model " + shell_quote(t5) + " --input " +
+                                 shell_quote(dir + "/as_cls.safetensors") + " --out " + out + " --device cpu",
                              1, {"'t5' is not a task model lmforge supports", "bert, roberta, xlm-roberta"});
 }

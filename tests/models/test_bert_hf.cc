@@ -59,9 +59,11 @@ double expect_grads_match(const ParamStore& store, const SafetensorsFile& exp, c
       // both sides hold rounding noise (~1e-9 in HF). Compare against the key weight's scale.
       const std::string kw = spec.name.substr(0, spec.name.size() - 4) + "weight";
       const Tensor zero = Tensor::zeros(spec.shape, DType::f32);
-      const double scale = test::max_abs_diff(exp.tensor("grad." + kw), Tensor::zeros(exp.tensor("grad." + kw).shape(), DType::f32));
+      const double scale = test::max_abs_diff(exp.tensor("grad." + kw),
+                                              Tensor::zeros(exp.tensor("grad." + kw).shape(), DType::f32));
       EXPECT_LT(test::max_abs_diff(store.grad(spec.name), zero), 1e-5 * scale) << name << " " << g;
-      EXPECT_LT(test::max_abs_diff(exp.tensor(g).reshape(spec.shape), zero), 1e-5 * scale) << name << " " << g;
+      EXPECT_LT(test::max_abs_diff(exp.tensor(g).reshape(spec.shape), zero), 1e-5 * scale)
+          << name << " " << g;
     } else {
       const double e = test::rel_error(store.grad(spec.name), exp.tensor(g).reshape(spec.shape));
       EXPECT_LT(e, 1e-4) << name << " " << g;
@@ -74,7 +76,8 @@ double expect_grads_match(const ParamStore& store, const SafetensorsFile& exp, c
 }
 
 void report(const std::string& name, double logits, double loss, double grads) {
-  std::printf("[parity] %s: logits rel %.2e, loss rel %.2e, worst grad rel %.2e\n", name.c_str(), logits, loss, grads);
+  std::printf("[parity] %s: logits rel %.2e, loss rel %.2e, worst grad rel %.2e\n", name.c_str(), logits,
+              loss, grads);
 }
 
 void check_mlm(const std::string& name, const char* arch) {
@@ -102,7 +105,8 @@ void check_mlm(const std::string& name, const char* arch) {
   const auto labels = exp.tensor("labels").to_double_vector();
   std::vector<int64_t> targets(size_t(r.num_tokens()));
   for (int64_t b = 0, i = 0; b < r.batch; b++)
-    for (; i < r.cu_seqlens[size_t(b + 1)]; i++) targets[size_t(i)] = int64_t(labels[size_t(b * r.seq_len + r.column[size_t(i)])]);
+    for (; i < r.cu_seqlens[size_t(b + 1)]; i++)
+      targets[size_t(i)] = int64_t(labels[size_t(b * r.seq_len + r.column[size_t(i)])]);
   Tensor h = mlm->encode(r, {});
   Tensor logits = ops::linear(mlm->mlm_transform(h), mlm->decoder_weight(), mlm->decoder_bias());
   auto ce = ops::cross_entropy_logits(logits, Tensor::from_vector<int64_t>(targets, {r.num_tokens()}));
@@ -179,7 +183,9 @@ void check_round_trip(const std::string& name) {
 }  // namespace
 
 TEST(BertHF, BertForMaskedLMMatchesTransformers) { check_mlm("bert_mlm", "BertForMaskedLM"); }
-TEST(BertHF, XLMRobertaForMaskedLMMatchesTransformers) { check_mlm("bert_xlmr_mlm", "XLMRobertaForMaskedLM"); }
+TEST(BertHF, XLMRobertaForMaskedLMMatchesTransformers) {
+  check_mlm("bert_xlmr_mlm", "XLMRobertaForMaskedLM");
+}
 TEST(BertHF, BertForSequenceClassificationMatchesTransformers) {
   check_classifier("bert_cls", "BertForSequenceClassification");
 }

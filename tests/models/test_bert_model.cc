@@ -25,13 +25,20 @@ namespace {
 
 json tiny_config(const std::string& type, const std::string& arch) {
   const bool bert = type == "bert";
-  return json{{"model_type", type},         {"architectures", {arch}},
-              {"vocab_size", 60},           {"hidden_size", 16},
-              {"num_hidden_layers", 2},     {"num_attention_heads", 4},
-              {"intermediate_size", 24},    {"max_position_embeddings", 24},
-              {"type_vocab_size", bert ? 2 : 1}, {"layer_norm_eps", bert ? 1e-12 : 1e-5},
-              {"pad_token_id", bert ? 0 : 1}, {"initializer_range", 0.3},
-              {"hidden_act", "gelu"},       {"id2label", {{"0", "a"}, {"1", "b"}, {"2", "c"}}}};
+  return json{{"model_type", type},
+              {"architectures", {arch}},
+              {"vocab_size", 60},
+              {"hidden_size", 16},
+              {"num_hidden_layers", 2},
+              {"num_attention_heads", 4},
+              {"intermediate_size", 24},
+              {"max_position_embeddings", 24},
+              {"type_vocab_size", bert ? 2 : 1},
+              {"layer_norm_eps", bert ? 1e-12 : 1e-5},
+              {"pad_token_id", bert ? 0 : 1},
+              {"initializer_range", 0.3},
+              {"hidden_act", "gelu"},
+              {"id2label", {{"0", "a"}, {"1", "b"}, {"2", "c"}}}};
 }
 
 struct Built {
@@ -74,9 +81,7 @@ struct Layout {
   }
 };
 
-Layout three_sequences() {
-  return Layout{{{2, 17, 33, 8, 41}, {2, 9, 55}, {2, 12, 29, 30, 44, 5, 3}}};
-}
+Layout three_sequences() { return Layout{{{2, 17, 33, 8, 41}, {2, 9, 55}, {2, 12, 29, 30, 44, 5, 3}}}; }
 
 // Row b, columns [start, start + n) of a [B, T, X] tensor as doubles.
 std::vector<double> rows(const Tensor& x, int64_t b, int64_t start, int64_t n) {
@@ -132,7 +137,8 @@ TEST(BertModel, RobertaPositionsIgnoreLeftPaddingForMlmAndClassification) {
     Tensor left = mlm.model->forward_output(l.batch(10, true, 1), {});
     for (int64_t b = 0; b < 3; b++) {
       const int64_t n = int64_t(l.seqs[size_t(b)].size());
-      EXPECT_LT(test::rel_error(rows(left, b, 10 - n, n), rows(right, b, 0, n)), 1e-5) << type << " row " << b;
+      EXPECT_LT(test::rel_error(rows(left, b, 10 - n, n), rows(right, b, 0, n)), 1e-5)
+          << type << " row " << b;
     }
     Tensor cr = cls.model->forward_output(l.batch(10, false, 1), {});
     Tensor cl = cls.model->forward_output(l.batch(10, true, 1), {});
@@ -152,7 +158,8 @@ TEST(BertModel, BertClassifierOfAPaddedBatchEqualsEachSequenceAlone) {
   std::vector<double> batched = cls->classify(l.batch(8, false, 0), {}).to_double_vector();
   for (int64_t b = 0; b < 3; b++) {
     Layout one{{l.seqs[size_t(b)]}};
-    std::vector<double> alone = cls->classify(one.batch(int64_t(l.seqs[size_t(b)].size()), false, 0), {}).to_double_vector();
+    std::vector<double> alone =
+        cls->classify(one.batch(int64_t(l.seqs[size_t(b)].size()), false, 0), {}).to_double_vector();
     std::vector<double> mine(batched.begin() + b * 3, batched.begin() + b * 3 + 3);
     EXPECT_LT(test::rel_error(mine, alone), 1e-5) << "row " << b;
   }
@@ -182,9 +189,12 @@ TEST(BertModel, InitFollowsHfRules) {
       EXPECT_GT(pad_row, 0.0);
     else
       EXPECT_EQ(pad_row, 0.0);
-    for (double v : s.master(pre + "encoder.layer.1.output.LayerNorm.weight").to_double_vector()) ASSERT_EQ(v, 1.0);
-    for (double v : s.master(pre + "encoder.layer.0.attention.self.key.bias").to_double_vector()) ASSERT_EQ(v, 0.0);
-    for (double v : s.master(std::string(type) == "bert" ? "cls.predictions.bias" : "lm_head.bias").to_double_vector())
+    for (double v : s.master(pre + "encoder.layer.1.output.LayerNorm.weight").to_double_vector())
+      ASSERT_EQ(v, 1.0);
+    for (double v : s.master(pre + "encoder.layer.0.attention.self.key.bias").to_double_vector())
+      ASSERT_EQ(v, 0.0);
+    for (double v :
+         s.master(std::string(type) == "bert" ? "cls.predictions.bias" : "lm_head.bias").to_double_vector())
       ASSERT_EQ(v, 0.0);
     // Distinct tensors get distinct streams, and the same seed gives the same weights.
     EXPECT_GT(test::max_abs_diff(s.master(pre + "encoder.layer.0.attention.self.query.weight"),
@@ -230,9 +240,12 @@ TEST(BertModel, DropoutIsSeededAndRecomputationReproducesIt) {
 }
 
 TEST(BertModel, SaveLoadRoundTripIsBitExactForEveryHead) {
-  for (const auto& [type, arch] : std::vector<std::pair<std::string, std::string>>{
-           {"bert", "BertModel"}, {"bert", "BertForMaskedLM"}, {"bert", "BertForSequenceClassification"},
-           {"xlm-roberta", "XLMRobertaForMaskedLM"}, {"roberta", "RobertaForSequenceClassification"}}) {
+  for (const auto& [type, arch] :
+       std::vector<std::pair<std::string, std::string>>{{"bert", "BertModel"},
+                                                        {"bert", "BertForMaskedLM"},
+                                                        {"bert", "BertForSequenceClassification"},
+                                                        {"xlm-roberta", "XLMRobertaForMaskedLM"},
+                                                        {"roberta", "RobertaForSequenceClassification"}}) {
     Built m = build(tiny_config(type, arch));
     EXPECT_EQ(std::string(m.model->architecture()), arch);
     const std::string dir = test::scratch_dir("bert_roundtrip_" + arch);
@@ -244,7 +257,8 @@ TEST(BertModel, SaveLoadRoundTripIsBitExactForEveryHead) {
     EXPECT_EQ(test::max_abs_diff(l.store->flat_master(), m.store->flat_master()), 0.0) << arch;
     autograd::NoGradGuard ng;
     TokenBatch batch = three_sequences().batch(8, false, type == "bert" ? 0 : 1);
-    EXPECT_EQ(test::max_abs_diff(l.model->forward_output(batch, {}), m.model->forward_output(batch, {})), 0.0);
+    EXPECT_EQ(test::max_abs_diff(l.model->forward_output(batch, {}), m.model->forward_output(batch, {})),
+              0.0);
   }
 }
 
@@ -371,7 +385,8 @@ TEST(BertModel, BadCheckpointsAndBatchesAreOneLineErrors) {
   cfg["intermediate_size"] = 20;
   std::ofstream(dir + "/config.json") << cfg.dump();
   const std::string msg = error_of([&] { load_task_model(dir, Device::cpu(), DType::f32, {}); });
-  EXPECT_NE(msg.find("tensor 'bert.encoder.layer.0.intermediate.dense.weight' has shape [24, 16], the config expects [20, 16]"),
+  EXPECT_NE(msg.find("tensor 'bert.encoder.layer.0.intermediate.dense.weight' has shape [24, 16], the config "
+                     "expects [20, 16]"),
             std::string::npos)
       << msg;
 
@@ -389,7 +404,8 @@ TEST(BertModel, BadCheckpointsAndBatchesAreOneLineErrors) {
   Layout fits{{std::vector<int64_t>(22, 7)}};  // RoBERTa: positions 2..23 fit in 24
   EXPECT_EQ(rob.model->forward_output(fits.batch(22, false, 1), {}).size(1), 22);
   Layout too_long{{std::vector<int64_t>(23, 7)}};
-  expect_one_line_error([&] { rob.model->forward_output(too_long.batch(23, false, 1), {}); }, "at most 22 tokens");
+  expect_one_line_error([&] { rob.model->forward_output(too_long.batch(23, false, 1), {}); },
+                        "at most 22 tokens");
 }
 
 TEST(BertModel, ShippedConfigsBuildWithTheKnownParameterCounts) {
@@ -410,8 +426,8 @@ TEST(BertModel, ShippedConfigsBuildWithTheKnownParameterCounts) {
     }
     if (file == "tiny-bert.json") {
       // 6 x (4 layers x (4 H^2 + 2 H I) + H^2 + V H) + 3 x 4 layers x 4 seq H, H 128, I 512, V 4096.
-      EXPECT_EQ(model->train_flops_per_token(128), 6.0 * (4 * (4 * 16384 + 2 * 65536) + 16384 + 4096 * 128) +
-                                                       3.0 * 4 * 4 * 128 * 128);
+      EXPECT_EQ(model->train_flops_per_token(128),
+                6.0 * (4 * (4 * 16384 + 2 * 65536) + 16384 + 4096 * 128) + 3.0 * 4 * 4 * 128 * 128);
     }
   }
 }

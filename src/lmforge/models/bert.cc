@@ -117,12 +117,14 @@ void BertEncoder::init_weights(Generator& gen) const {
 
 std::map<std::string, std::string> BertEncoder::renames() const {
   // Legacy TF-converted checkpoints (bert-base-uncased) name LayerNorm parameters gamma/beta.
-  std::map<std::string, std::string> r = {{"LayerNorm.gamma", "LayerNorm.weight"}, {"LayerNorm.beta", "LayerNorm.bias"}};
+  std::map<std::string, std::string> r = {{"LayerNorm.gamma", "LayerNorm.weight"},
+                                          {"LayerNorm.beta", "LayerNorm.bias"}};
   const std::string hf_prefix = cfg_.roberta_style() ? "roberta." : "bert.";
   if (prefix_.empty()) {
     r["^" + hf_prefix] = "";  // a head model's checkpoint loaded as the base model
   } else {
-    for (const char* part : {"embeddings.", "encoder.", "pooler."}) r["^" + std::string(part)] = prefix_ + part;
+    for (const char* part : {"embeddings.", "encoder.", "pooler."})
+      r["^" + std::string(part)] = prefix_ + part;
   }
   return r;
 }
@@ -133,14 +135,16 @@ std::vector<std::string> BertEncoder::optional_names() const {
 }
 
 double BertEncoder::train_flops_per_token(int64_t seq_len) const {
-  const double H = double(cfg_.hidden_size), I = double(cfg_.intermediate_size), L = double(cfg_.num_hidden_layers);
+  const double H = double(cfg_.hidden_size), I = double(cfg_.intermediate_size),
+               L = double(cfg_.num_hidden_layers);
   const double matmul_params = L * (4 * H * H + 2 * H * I);
   // Attention scores and the weighted sum: 2 * 2 * seq * H flops per token and layer forward.
   const double attention = L * 4 * double(seq_len) * H;
   return 6 * matmul_params + 3 * attention;
 }
 
-Tensor BertEncoder::layer(int l, const Tensor& x, const std::vector<int32_t>& cu, Generator gen, bool training) const {
+Tensor BertEncoder::layer(int l, const Tensor& x, const std::vector<int32_t>& cu, Generator gen,
+                          bool training) const {
   const int64_t N = x.size(0), H = cfg_.hidden_size, heads = cfg_.num_attention_heads, d = cfg_.head_dim();
   const float p_hidden = float(cfg_.hidden_dropout_prob), eps = float(cfg_.layer_norm_eps);
   auto lin = [&](const Tensor& in, const std::string& name) {
@@ -160,8 +164,8 @@ Tensor BertEncoder::layer(int l, const Tensor& x, const std::vector<int32_t>& cu
   // BertIntermediate + BertOutput: LayerNorm(dropout(dense2(act(dense1(a)))) + a).
   Tensor f = ops::activation(lin(a, "intermediate.dense"), cfg_.act);
   f = ops::dropout(lin(f, "output.dense"), p_hidden, gen, training);
-  return ops::layer_norm(ops::add(f, a), P(layer_p(l, "output.LayerNorm.weight")), P(layer_p(l, "output.LayerNorm.bias")),
-                         eps);
+  return ops::layer_norm(ops::add(f, a), P(layer_p(l, "output.LayerNorm.weight")),
+                         P(layer_p(l, "output.LayerNorm.bias")), eps);
 }
 
 Tensor BertEncoder::encode(const RaggedBatch& r, const ForwardOptions& o) const {
@@ -191,8 +195,10 @@ Tensor BertEncoder::encode(const RaggedBatch& r, const ForwardOptions& o) const 
   const Device dev = store_.device();
   // BertEmbeddings: (word + token_type) + position, LayerNorm, dropout.
   Tensor e = ops::embedding(to_index_tensor(r.ids, dev), P(p("embeddings.word_embeddings.weight")));
-  e = ops::add(e, ops::embedding(to_index_tensor(r.token_types, dev), P(p("embeddings.token_type_embeddings.weight"))));
-  e = ops::add(e, ops::embedding(to_index_tensor(positions, dev), P(p("embeddings.position_embeddings.weight"))));
+  e = ops::add(e, ops::embedding(to_index_tensor(r.token_types, dev),
+                                 P(p("embeddings.token_type_embeddings.weight"))));
+  e = ops::add(
+      e, ops::embedding(to_index_tensor(positions, dev), P(p("embeddings.position_embeddings.weight"))));
   Tensor x = ops::layer_norm(e, P(p("embeddings.LayerNorm.weight")), P(p("embeddings.LayerNorm.bias")),
                              float(c.layer_norm_eps));
   Generator none;
@@ -205,9 +211,9 @@ Tensor BertEncoder::encode(const RaggedBatch& r, const ForwardOptions& o) const 
     if (dropout_on) gen.offset += 2;
     if (o.recompute && autograd::grad_mode_enabled()) {
       std::vector<int32_t> cu = r.cu_seqlens;
-      x = autograd::recompute(
-          [this, l, cu, layer_gen, dropout_on](const Tensor& in) { return layer(l, in, cu, layer_gen, dropout_on); }, x,
-          "bert_layer");
+      x = autograd::recompute([this, l, cu, layer_gen, dropout_on](
+                                  const Tensor& in) { return layer(l, in, cu, layer_gen, dropout_on); },
+                              x, "bert_layer");
     } else {
       x = layer(l, x, r.cu_seqlens, layer_gen, dropout_on);
     }
@@ -224,7 +230,8 @@ Tensor BertEncoder::pooled(const Tensor& h, const RaggedBatch& r) const {
 
 // ---- base model ---------------------------------------------------------------------------
 
-BertBaseModel::BertBaseModel(const BertConfig& c, ParamStore& store) : enc_(c, store, "", /*with_pooler=*/true) {}
+BertBaseModel::BertBaseModel(const BertConfig& c, ParamStore& store)
+    : enc_(c, store, "", /*with_pooler=*/true) {}
 
 const char* BertBaseModel::architecture() const { return bert_architecture(enc_.config().kind, "Model"); }
 
@@ -244,8 +251,8 @@ Tensor BertBaseModel::forward_output(const TokenBatch& batch, const ForwardOptio
 
 // ---- factory ------------------------------------------------------------------------------
 
-std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& j, const std::string& source, ParamStore& store,
-                                         const TaskModelRequest& request) {
+std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& j, const std::string& source,
+                                         ParamStore& store, const TaskModelRequest& request) {
   BertConfig c = parse_bert_config(j, source);
   TaskHead head = request.head;
   if (head == TaskHead::from_config) {
@@ -257,14 +264,17 @@ std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& j, const std::str
     else if (ends_with(arch, "ForSequenceClassification"))
       head = TaskHead::sequence_classification;
     else
-      fail(source, ": architectures: '", arch, "' is not supported by the bert family (supported: ",
-           bert_architecture(c.kind, "Model"), ", ", bert_architecture(c.kind, "ForMaskedLM"), ", ",
+      fail(source, ": architectures: '", arch,
+           "' is not supported by the bert family (supported: ", bert_architecture(c.kind, "Model"), ", ",
+           bert_architecture(c.kind, "ForMaskedLM"), ", ",
            bert_architecture(c.kind, "ForSequenceClassification"),
            "; or ask for a head explicitly to load its encoder)");
   }
   switch (head) {
-    case TaskHead::base: return std::make_unique<BertBaseModel>(c, store);
-    case TaskHead::masked_lm: return std::make_unique<BertMaskedLM>(c, store);
+    case TaskHead::base:
+      return std::make_unique<BertBaseModel>(c, store);
+    case TaskHead::masked_lm:
+      return std::make_unique<BertMaskedLM>(c, store);
     case TaskHead::sequence_classification: {
       if (!request.pooling.empty() && request.pooling != "cls")
         fail(source, ": pooling '", request.pooling, "': the ", c.model_type,
@@ -282,7 +292,8 @@ std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& j, const std::str
              " means regression in HF; lmforge's sequence classification needs at least 2 labels");
       return std::make_unique<BertSequenceClassifier>(c, store);
     }
-    case TaskHead::from_config: break;
+    case TaskHead::from_config:
+      break;
   }
   fail(source, ": internal error: unresolved head");
 }

@@ -40,8 +40,8 @@ namespace lmf {
 // config's label count; request.pooling must be "" or "cls". Throws lmf::Error naming `source`
 // for a bad config, an unsupported architecture, pooling, num_labels == 1 (regression) or a
 // problem_type other than single_label_classification.
-std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& config, const std::string& source, ParamStore& store,
-                                         const TaskModelRequest& request);
+std::unique_ptr<HfModel> make_bert_model(const nlohmann::json& config, const std::string& source,
+                                         ParamStore& store, const TaskModelRequest& request);
 
 // HF _init_weights for the family (BertPreTrainedModel._init_weights): Linear weights and
 // embeddings ~ N(0, initializer_range) drawn from `gen` (one Philox offset per tensor), biases
@@ -53,8 +53,8 @@ struct BertInit {
   float std;
   void normal(const std::string& name) const;
   void constant(const std::string& name, float value) const;
-  void linear(const std::string& prefix) const;      // prefix.weight ~ N, prefix.bias = 0
-  void layer_norm(const std::string& prefix) const;  // prefix.weight = 1, prefix.bias = 0
+  void linear(const std::string& prefix) const;                        // prefix.weight ~ N, prefix.bias = 0
+  void layer_norm(const std::string& prefix) const;                    // prefix.weight = 1, prefix.bias = 0
   void embedding(const std::string& name, int64_t padding_idx) const;  // padding_idx < 0: none
 };
 
@@ -86,7 +86,8 @@ class BertEncoder {
   double train_flops_per_token(int64_t seq_len) const;
 
  private:
-  Tensor layer(int l, const Tensor& x, const std::vector<int32_t>& cu_seqlens, Generator gen, bool training) const;
+  Tensor layer(int l, const Tensor& x, const std::vector<int32_t>& cu_seqlens, Generator gen,
+               bool training) const;
   std::string p(const std::string& suffix) const { return prefix_ + suffix; }
   std::string layer_p(int l, const std::string& suffix) const;
   Tensor P(const std::string& name) const { return store_.param(name); }

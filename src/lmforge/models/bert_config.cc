@@ -68,7 +68,8 @@ BertConfig parse_bert_config(const json& j, const std::string& src) {
   BertConfig c;
   c.raw = j;
   c.model_type = get_string(j, src, "model_type", "");
-  if (c.model_type.empty()) fail(src, ": model_type: missing (expected \"bert\", \"roberta\" or \"xlm-roberta\")");
+  if (c.model_type.empty())
+    fail(src, ": model_type: missing (expected \"bert\", \"roberta\" or \"xlm-roberta\")");
   c.kind = parse_kind(c.model_type, src);
   // RobertaConfig / XLMRobertaConfig change only the special ids (pad 1, bos 0, eos 2).
   if (c.roberta_style()) c.pad_token_id = 1;
@@ -79,12 +80,15 @@ BertConfig parse_bert_config(const json& j, const std::string& src) {
   c.num_hidden_layers = get_int(j, src, "num_hidden_layers", 0, true);
   c.num_attention_heads = get_int(j, src, "num_attention_heads", 0, true);
   c.intermediate_size = get_int(j, src, "intermediate_size", 0, true);
-  for (auto [k, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
-                      {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
+  for (auto [k, v] : {std::pair{"vocab_size", c.vocab_size},
+                      {"hidden_size", c.hidden_size},
+                      {"num_hidden_layers", c.num_hidden_layers},
+                      {"num_attention_heads", c.num_attention_heads},
                       {"intermediate_size", c.intermediate_size}})
     require_positive(src, k, v);
   if (c.hidden_size % c.num_attention_heads != 0)
-    fail(src, ": hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ", c.num_attention_heads);
+    fail(src, ": hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ",
+         c.num_attention_heads);
   c.hidden_act = get_string(j, src, "hidden_act", c.hidden_act);
   try {
     c.act = parse_activation(c.hidden_act);
@@ -92,9 +96,11 @@ BertConfig parse_bert_config(const json& j, const std::string& src) {
     fail(src, ": hidden_act: ", e.what());
   }
   if (c.act == Activation::softplus || c.act == Activation::tanh_act)
-    fail(src, ": hidden_act: '", c.hidden_act, "' is not a BERT activation (expected gelu, gelu_new, relu or silu)");
+    fail(src, ": hidden_act: '", c.hidden_act,
+         "' is not a BERT activation (expected gelu, gelu_new, relu or silu)");
   c.hidden_dropout_prob = get_double(j, src, "hidden_dropout_prob", c.hidden_dropout_prob);
-  c.attention_probs_dropout_prob = get_double(j, src, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+  c.attention_probs_dropout_prob =
+      get_double(j, src, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
   c.classifier_dropout = get_double(j, src, "classifier_dropout", -1);
   for (auto [k, v] : {std::pair{"hidden_dropout_prob", c.hidden_dropout_prob},
                       {"attention_probs_dropout_prob", c.attention_probs_dropout_prob}})
@@ -116,8 +122,9 @@ BertConfig parse_bert_config(const json& j, const std::string& src) {
   if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
     fail(src, ": pad_token_id ", c.pad_token_id, " is outside the vocabulary [0, ", c.vocab_size, ")");
   if (c.roberta_style() && c.max_position_embeddings < c.pad_token_id + 2)
-    fail(src, ": max_position_embeddings ", c.max_position_embeddings, " leaves no position after padding_idx ",
-         c.pad_token_id, " (", c.model_type, " positions start at pad_token_id + 1)");
+    fail(src, ": max_position_embeddings ", c.max_position_embeddings,
+         " leaves no position after padding_idx ", c.pad_token_id, " (", c.model_type,
+         " positions start at pad_token_id + 1)");
   c.tie_word_embeddings = get_bool(j, src, "tie_word_embeddings", c.tie_word_embeddings);
 
   const std::string pos_type = get_string(j, src, "position_embedding_type", "absolute");
@@ -141,7 +148,8 @@ BertConfig parse_bert_config(const json& j, const std::string& src) {
   if (j.contains("label2id") && j["label2id"].is_object() && !c.labels.empty()) {
     for (size_t i = 0; i < c.labels.size(); i++) {
       const json& l2i = j["label2id"];
-      if (l2i.contains(c.labels[i]) && !(l2i[c.labels[i]].is_number_integer() && l2i[c.labels[i]].get<int64_t>() == int64_t(i)))
+      if (l2i.contains(c.labels[i]) &&
+          !(l2i[c.labels[i]].is_number_integer() && l2i[c.labels[i]].get<int64_t>() == int64_t(i)))
         fail(src, ": label2id['", c.labels[i], "'] contradicts id2label (which gives id ", i, ")");
     }
   }
@@ -180,7 +188,8 @@ json bert_config_to_json(const BertConfig& c, const std::string& architecture, b
     j["id2label"] = id2label;
     j["label2id"] = label2id;
     j.erase("num_labels");  // HF derives it from id2label (and does not write it)
-    if (!j.contains("problem_type") || j["problem_type"].is_null()) j["problem_type"] = "single_label_classification";
+    if (!j.contains("problem_type") || j["problem_type"].is_null())
+      j["problem_type"] = "single_label_classification";
   }
   return j;
 }

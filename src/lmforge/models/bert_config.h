@@ -51,7 +51,9 @@ struct BertConfig {
 
   bool roberta_style() const { return kind != BertKind::bert; }
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
-  double classifier_dropout_prob() const { return classifier_dropout >= 0 ? classifier_dropout : hidden_dropout_prob; }
+  double classifier_dropout_prob() const {
+    return classifier_dropout >= 0 ? classifier_dropout : hidden_dropout_prob;
+  }
   std::string label_name(int64_t i) const;  // labels[i] or "LABEL_i"
 };
 

@@ -38,7 +38,8 @@ std::string BertMaskedLM::head(const std::string& part) const {
   fail("internal error: unknown MLM head part ", part);
 }
 
-BertMaskedLM::BertMaskedLM(const BertConfig& c, ParamStore& store) : enc_(c, store, encoder_prefix(c), false) {
+BertMaskedLM::BertMaskedLM(const BertConfig& c, ParamStore& store)
+    : enc_(c, store, encoder_prefix(c), false) {
   const int64_t H = c.hidden_size;
   store.add(ParamSpec{head("dense") + ".weight", {H, H}, true, true, false});
   store.add(ParamSpec{head("dense") + ".bias", {H}, true, false, false});
@@ -48,7 +49,9 @@ BertMaskedLM::BertMaskedLM(const BertConfig& c, ParamStore& store) : enc_(c, sto
   if (!c.tie_word_embeddings) store.add(ParamSpec{head("decoder"), {c.vocab_size, H}, true, true, false});
 }
 
-const char* BertMaskedLM::architecture() const { return bert_architecture(enc_.config().kind, "ForMaskedLM"); }
+const char* BertMaskedLM::architecture() const {
+  return bert_architecture(enc_.config().kind, "ForMaskedLM");
+}
 
 nlohmann::json BertMaskedLM::hf_config() const {
   return bert_config_to_json(enc_.config(), architecture(), /*with_labels=*/false);
@@ -56,8 +59,8 @@ nlohmann::json BertMaskedLM::hf_config() const {
 
 std::vector<std::string> BertMaskedLM::hf_optional_on_load() const {
   // A base-model checkpoint has no MLM head: it is initialized, as transformers does.
-  std::vector<std::string> names = {head("dense") + ".weight", head("dense") + ".bias", head("norm") + ".weight",
-                                    head("norm") + ".bias", head("bias")};
+  std::vector<std::string> names = {head("dense") + ".weight", head("dense") + ".bias",
+                                    head("norm") + ".weight", head("norm") + ".bias", head("bias")};
   if (!enc_.config().tie_word_embeddings) names.push_back(head("decoder"));
   return names;
 }
@@ -65,7 +68,8 @@ std::vector<std::string> BertMaskedLM::hf_optional_on_load() const {
 std::map<std::string, std::string> BertMaskedLM::hf_renames_on_load() const {
   auto r = enc_.renames();
   // The decoder's bias is the head's bias (tied); some checkpoints store only that alias.
-  const std::string alias = enc_.config().roberta_style() ? "lm_head.decoder.bias" : "cls.predictions.decoder.bias";
+  const std::string alias =
+      enc_.config().roberta_style() ? "lm_head.decoder.bias" : "cls.predictions.decoder.bias";
   r[alias] = head("bias");
   return r;
 }
@@ -86,12 +90,14 @@ Tensor BertMaskedLM::mlm_transform(const Tensor& h) {
   Tensor t = ops::linear(h, s.param(head("dense") + ".weight"), s.param(head("dense") + ".bias"));
   // RobertaLMHead hard-codes the exact erf GELU; BertPredictionHeadTransform uses hidden_act.
   t = ops::activation(t, c.roberta_style() ? Activation::gelu_erf : c.act);
-  return ops::layer_norm(t, s.param(head("norm") + ".weight"), s.param(head("norm") + ".bias"), float(c.layer_norm_eps));
+  return ops::layer_norm(t, s.param(head("norm") + ".weight"), s.param(head("norm") + ".bias"),
+                         float(c.layer_norm_eps));
 }
 
 Tensor BertMaskedLM::decoder_weight() const {
   const BertConfig& c = enc_.config();
-  return enc_.store().param(c.tie_word_embeddings ? enc_.prefix() + "embeddings.word_embeddings.weight" : head("decoder"));
+  return enc_.store().param(c.tie_word_embeddings ? enc_.prefix() + "embeddings.word_embeddings.weight"
+                                                  : head("decoder"));
 }
 
 Tensor BertMaskedLM::decoder_bias() const { return enc_.store().param(head("bias")); }
@@ -185,10 +191,12 @@ Tensor BertSequenceClassifier::classify_ragged(const RaggedBatch& r, const Forwa
 
 void BertSequenceClassifier::set_label_names(const std::vector<std::string>& names) {
   if (static_cast<int64_t>(names.size()) != cfg_.num_labels)
-    fail("[bert] set_label_names: ", names.size(), " names for a classifier with ", cfg_.num_labels, " labels");
+    fail("[bert] set_label_names: ", names.size(), " names for a classifier with ", cfg_.num_labels,
+         " labels");
   std::set<std::string> seen;
   for (const auto& n : names)
-    if (!seen.insert(n).second) fail("[bert] set_label_names: label '", n, "' appears twice (label2id needs unique names)");
+    if (!seen.insert(n).second)
+      fail("[bert] set_label_names: label '", n, "' appears twice (label2id needs unique names)");
   cfg_.labels = names;
 }
 
