@@ -463,3 +463,29 @@ TEST(ModernBert, CheckpointShapeMismatchFailsClearly) {
             std::string::npos)
       << m;
 }
+
+TEST(ModernBert, ShippedConfigsParse) {
+  // Registration only (no allocation before finalize): parameter counts of the shipped configs.
+  auto count = [](const std::string& rel, TaskHead head) {
+    const std::string path = test::source_path(rel);
+    ParamStore store(Device::cpu(), DType::f32);
+    TaskModelRequest req;
+    req.head = head;
+    auto model = make_task_model(config_json::read_json_file(path), path, store, req);
+    int64_t n = 0;
+    for (const auto& s : store.specs()) n += shape_numel(s.shape);
+    return n;
+  };
+  // mmBERT-base: 256000 x 768 tied embeddings + 22 layers of 5.01M + head + decoder bias = 307.5M.
+  const int64_t H = 768, I = 1152, V = 256000, L = 22;
+  const int64_t per_layer = 3 * H * H + H * H + 2 * I * H + I * H + 2 * H;  // + attn_norm, mlp_norm
+  const int64_t expected = V * H + H + L * per_layer - H /* layer 0 has no attn_norm */ + H /* final_norm */ +
+                           H * H + H /* head */ + V /* decoder.bias */;
+  EXPECT_EQ(count("configs/models/mmbert-base.json", TaskHead::from_config), expected);
+  EXPECT_NEAR(double(expected), 307.5e6, 0.5e6);
+  auto cfg = parse_modernbert_config(config_json::read_json_file(test::source_path("configs/models/mmbert-base.json")),
+                                     "mmbert-base.json");
+  EXPECT_EQ(cfg.window(), 64);
+  EXPECT_EQ(cfg.local_rope_theta, 160000.0);
+  EXPECT_GT(count("configs/models/tiny-modernbert.json", TaskHead::sequence_classification), 500000);
+}
