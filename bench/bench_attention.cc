@@ -167,7 +167,7 @@ void run_case(const Args& a, const Case& c) {
       "{\"bench\": \"attention\", \"impl\": \"lmforge\", \"device\": \"%s\", \"dtype\": \"%s\", \"case\": \"%s\", "
       "\"batch\": %zu, \"seqlen\": %lld, \"tokens\": %lld, \"heads\": %lld, \"head_dim\": %lld, \"causal\": %s, "
       "\"window_left\": %lld, \"window_right\": %lld, \"iters\": %d, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, "
-      "\"fwd_tflops\": %.2f, \"fwdbwd_tflops\": %.2f}\n",
+      "\"fwd_tflops\": %.3f, \"fwdbwd_tflops\": %.3f}\n",
       dev.str().c_str(), a.dtype.c_str(), c.name.c_str(), c.lens.size(), (long long)c.seqlen, (long long)N,
       (long long)H, (long long)D, c.causal ? "true" : "false", (long long)c.wl, (long long)c.wr, a.iters, fwd, fwdbwd,
       f_fwd / (fwd / 1e3) / 1e12, f_all / (fwdbwd / 1e3) / 1e12);

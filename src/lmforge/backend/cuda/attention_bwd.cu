@@ -7,7 +7,8 @@
 // the tile and keeps their dK, dV accumulators in registers for the whole kernel, so dK/dV
 // need no atomics and grouped heads cost nothing extra: the block loops over the q heads of
 // its kv head and over the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can
-// see its keys (causal / window bounds). Per query tile, with keys as the M dimension:
+// see its keys (causal / window bounds); the Q / dO tiles are double-buffered (cp.async copies
+// the next (head, query tile) item while this one is used). Per item, keys as the M dimension:
 //   S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
 //   dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
 //   dQ[tile] += dS K            (dS^T staged through shared memory; the block's partial dQ is
@@ -28,9 +29,10 @@ namespace {
 template <int kD>
 struct BwdShape {
   static constexpr int BK = 64, BQ = kD > 64 ? 32 : 64, LDS = kD + 8, LDP = BQ + 8;
-  // sK, sV [BK][LDS]; sQ, sdO [BQ][LDS]; sdS [BK][LDP] (16-bit); sLse, sDi [BQ] f32.
+  // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS]; sdS [BK][LDP] (16-bit);
+  // two stages of sLse, sDi [BQ] f32.
   static constexpr size_t smem_bytes =
-      size_t(2 * BK * LDS + 2 * BQ * LDS + BK * LDP) * sizeof(uint16_t) + size_t(2 * BQ) * sizeof(float);
+      size_t(2 * BK * LDS + 4 * BQ * LDS + BK * LDP) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
 };
 
 template <class T, int kD>
@@ -38,13 +40,13 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   using Sh = BwdShape<kD>;
   constexpr int BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS, LDP = Sh::LDP;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  uint16_t* sK = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* sV = sK + BK * LDS;
-  uint16_t* sQ = sV + BK * LDS;
-  uint16_t* sdO = sQ + BQ * LDS;
-  uint16_t* sdS = sdO + BQ * LDS;
-  float* sLse = reinterpret_cast<float*>(sdS + BK * LDP);  // byte offset is a multiple of 16
-  float* sDi = sLse + BQ;
+  uint16_t* const sK = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* const sV = sK + BK * LDS;
+  uint16_t* const sQ0 = sV + BK * LDS;      // stage st: sQ0 + st * BQ * LDS
+  uint16_t* const sdO0 = sQ0 + 2 * BQ * LDS;
+  uint16_t* const sdS = sdO0 + 2 * BQ * LDS;
+  float* const sLse0 = reinterpret_cast<float*>(sdS + BK * LDP);  // byte offset: a multiple of 16
+  float* const sDi0 = sLse0 + 2 * BQ;
 
   const int s = blockIdx.z + p.seq_offset;
   const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
@@ -57,12 +59,33 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
-  load_tile<kD>(sK, LDS, kbase, p.k_st, k0, BK, L, p.D, p.vec);
-  load_tile<kD>(sV, LDS, vbase, p.v_st, k0, BK, L, p.D, p.vec);
 
-  // Queries that see any key of the tile.
+  // Queries that see any key of the tile, in query tiles of BQ; the work list is every
+  // (q head of this kv head, query tile) pair, item it = (head it / ntiles, tile it % ntiles).
   const int k1 = min(k0 + BK, L) - 1;
   const int i_lo = query_lo(p, k0), i_hi = query_hi(p, k1, L);
+  const int ntiles = i_hi >= i_lo ? (i_hi - i_lo) / BQ + 1 : 0;
+  const int nitems = p.group * ntiles;
+
+  // Stage `st` <- Q, dO rows, lse (log2 units) and D of work item `it` (cp.async for Q, dO).
+  auto issue = [&](int it, int st) {
+    const int h = hk * p.group + it / ntiles, i0 = i_lo + (it % ntiles) * BQ;
+    const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
+    const uint16_t* obase = static_cast<const uint16_t*>(p.dout) + (int64_t(t0) * p.Hq + h) * p.D;
+    load_tile_async<kD>(sQ0 + st * BQ * LDS, LDS, qbase, p.q_st, i0, BQ, L, p.D, p.vec);
+    load_tile_async<kD>(sdO0 + st * BQ * LDS, LDS, obase, int64_t(p.Hq) * p.D, i0, BQ, L, p.D, p.vec);
+    for (int r = threadIdx.x; r < BQ; r += kThreads) {
+      const int i = i0 + r;
+      const int64_t row = int64_t(t0 + i) * p.Hq + h;
+      sLse0[st * BQ + r] = i < L ? p.lse_in[row] * kLog2e : INFINITY;
+      sDi0[st * BQ + r] = i < L ? p.Di[row] : 0.f;
+    }
+  };
+
+  load_tile_async<kD>(sK, LDS, kbase, p.k_st, k0, BK, L, p.D, p.vec);
+  load_tile_async<kD>(sV, LDS, vbase, p.v_st, k0, BK, L, p.D, p.vec);
+  if (nitems > 0) issue(0, 0);
+  cp_async_commit();
 
   float dk[kD / 8][4], dv[kD / 8][4];
 #pragma unroll
@@ -74,21 +97,19 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   constexpr int RG = BQ / 16, CS = 4 / RG, NCOL = kD / CS;
   const int rg = warp % RG, cs = warp / RG;
 
-  for (int h = hk * p.group; h < (hk + 1) * p.group; h++) {
-    const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
-    const uint16_t* obase = static_cast<const uint16_t*>(p.dout) + (int64_t(t0) * p.Hq + h) * p.D;
-    for (int i0 = i_lo; i0 <= i_hi; i0 += BQ) {
-      __syncthreads();  // previous tile's sQ/sdO/sdS reads are done (first time: sK/sV written)
-      load_tile<kD>(sQ, LDS, qbase, p.q_st, i0, BQ, L, p.D, p.vec);
-      load_tile<kD>(sdO, LDS, obase, int64_t(p.Hq) * p.D, i0, BQ, L, p.D, p.vec);
-      for (int r = threadIdx.x; r < BQ; r += kThreads) {
-        const int i = i0 + r;
-        const int64_t row = int64_t(t0 + i) * p.Hq + h;
-        sLse[r] = i < L ? p.lse_in[row] * kLog2e : INFINITY;
-        sDi[r] = i < L ? p.Di[row] : 0.f;
-      }
-      __syncthreads();
-
+  for (int it = 0, stage = 0; it < nitems; it++, stage ^= 1) {
+    const int h = hk * p.group + it / ntiles, i0 = i_lo + (it % ntiles) * BQ;
+    // Prefetch the next item into the other stage. Its previous contents (item it - 1) were last
+    // read before item it - 1's mid-iteration barrier, which every thread has passed.
+    if (it + 1 < nitems) issue(it + 1, stage ^ 1);
+    cp_async_commit();   // (possibly empty group: keeps the count uniform)
+    cp_async_wait<1>();  // this thread's copies for item it (and sK, sV) have landed
+    __syncthreads();     // ... and everyone else's; also: item it - 1's dQ reads of sdS are done
+    const uint16_t* sQ = sQ0 + stage * BQ * LDS;
+    const uint16_t* sdO = sdO0 + stage * BQ * LDS;
+    const float* sLse = sLse0 + stage * BQ;
+    const float* sDi = sDi0 + stage * BQ;
+    {
       // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x BQ queries.
       float st[BQ / 8][4], dpt[BQ / 8][4];
 #pragma unroll
@@ -97,17 +118,18 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
         for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ks++) {
-        const int c = ks * 16 + tq * 2;
-        const uint32_t ka_f[4] = {ld_u32(sK + (wk + g) * LDS + c), ld_u32(sK + (wk + g + 8) * LDS + c),
-                                  ld_u32(sK + (wk + g) * LDS + c + 8), ld_u32(sK + (wk + g + 8) * LDS + c + 8)};
-        const uint32_t va_f[4] = {ld_u32(sV + (wk + g) * LDS + c), ld_u32(sV + (wk + g + 8) * LDS + c),
-                                  ld_u32(sV + (wk + g) * LDS + c + 8), ld_u32(sV + (wk + g + 8) * LDS + c + 8)};
+        uint32_t ka_f[4], va_f[4];  // A[m=key][k=d]: this warp's 16 rows of K and V
+        ldsm_x4(ka_f, frag_a_rows(sK, LDS, wk, ks * 16, lane));
+        ldsm_x4(va_f, frag_a_rows(sV, LDS, wk, ks * 16, lane));
 #pragma unroll
-        for (int nt = 0; nt < BQ / 8; nt++) {
-          const uint16_t* qr = sQ + (nt * 8 + g) * LDS + c;   // B[k=d][n=query] = Q[query][d]
-          const uint16_t* dor = sdO + (nt * 8 + g) * LDS + c;
-          mma16816<T>(st[nt], ka_f, ld_u32(qr), ld_u32(qr + 8));
-          mma16816<T>(dpt[nt], va_f, ld_u32(dor), ld_u32(dor + 8));
+        for (int nt = 0; nt < BQ / 8; nt += 2) {  // B[k=d][n=query] = Q[query][d], dO[query][d]
+          uint32_t bq[4], bo[4];
+          ldsm_x4(bq, frag_b_rows(sQ, LDS, nt * 8, ks * 16, lane));
+          ldsm_x4(bo, frag_b_rows(sdO, LDS, nt * 8, ks * 16, lane));
+          mma16816<T>(st[nt], ka_f, bq[0], bq[1]);
+          mma16816<T>(st[nt + 1], ka_f, bq[2], bq[3]);
+          mma16816<T>(dpt[nt], va_f, bo[0], bo[1]);
+          mma16816<T>(dpt[nt + 1], va_f, bo[2], bo[3]);
         }
       }
 
@@ -125,20 +147,22 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
         }
       }
 
-      // dV += P^T dO and dK += dS^T Q (k index = query): B[k=query][n=d] read as 16-bit pairs.
+      // dV += P^T dO and dK += dS^T Q (k index = query): B[k=query][n=d] = dO / Q, row-major,
+      // through the transposing ldmatrix (two d tiles per load).
 #pragma unroll
       for (int kk = 0; kk < BQ / 16; kk++) {
         uint32_t pa[4], da[4];
         pack_c_as_a<T>(st[2 * kk], st[2 * kk + 1], pa);
         pack_c_as_a<T>(dpt[2 * kk], dpt[2 * kk + 1], da);
-        const uint16_t* dor = sdO + (kk * 16 + tq * 2) * LDS + g;
-        const uint16_t* qr = sQ + (kk * 16 + tq * 2) * LDS + g;
 #pragma unroll
-        for (int dt = 0; dt < kD / 8; dt++) {
-          const uint16_t* a = dor + dt * 8;
-          const uint16_t* b = qr + dt * 8;
-          mma16816<T>(dv[dt], pa, pack_u16(a[0], a[LDS]), pack_u16(a[8 * LDS], a[9 * LDS]));
-          mma16816<T>(dk[dt], da, pack_u16(b[0], b[LDS]), pack_u16(b[8 * LDS], b[9 * LDS]));
+        for (int dt = 0; dt < kD / 8; dt += 2) {
+          uint32_t bo[4], bq[4];
+          ldsm_x4_t(bo, frag_a_rows(sdO, LDS, kk * 16, dt * 8, lane));
+          ldsm_x4_t(bq, frag_a_rows(sQ, LDS, kk * 16, dt * 8, lane));
+          mma16816<T>(dv[dt], pa, bo[0], bo[1]);
+          mma16816<T>(dv[dt + 1], pa, bo[2], bo[3]);
+          mma16816<T>(dk[dt], da, bq[0], bq[1]);
+          mma16816<T>(dk[dt + 1], da, bq[2], bq[3]);
         }
       }
 
@@ -159,14 +183,14 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
       const int qr0 = rg * 16 + g;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++) {
-        const uint16_t* a = sdS + (kk * 16 + tq * 2) * LDP + qr0;
-        const uint32_t af[4] = {pack_u16(a[0], a[LDP]), pack_u16(a[8], a[LDP + 8]),
-                                pack_u16(a[8 * LDP], a[9 * LDP]), pack_u16(a[8 * LDP + 8], a[9 * LDP + 8])};
-        const uint16_t* kr = sK + (kk * 16 + tq * 2) * LDS + cs * NCOL + g;
+        uint32_t af[4];  // transposing load of sdS[key][query]: the A fragment of dS[query][key]
+        ldsm_x4_t(af, frag_b_rows(sdS, LDP, kk * 16, rg * 16, lane));
 #pragma unroll
-        for (int dt = 0; dt < NCOL / 8; dt++) {
-          const uint16_t* b = kr + dt * 8;
-          mma16816<T>(dq[dt], af, pack_u16(b[0], b[LDS]), pack_u16(b[8 * LDS], b[9 * LDS]));
+        for (int dt = 0; dt < NCOL / 8; dt += 2) {
+          uint32_t b[4];
+          ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, cs * NCOL + dt * 8, lane));
+          mma16816<T>(dq[dt], af, b[0], b[1]);
+          mma16816<T>(dq[dt + 1], af, b[2], b[3]);
         }
       }
 #pragma unroll
@@ -183,6 +207,7 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
       }
     }
   }
+  cp_async_wait<0>();  // nothing in flight at exit (only matters when there was no work item)
 
   // dK = scale * sum dS^T Q; dV = sum P^T dO. This block owns these key rows.
   T* dkp = static_cast<T*>(p.dk);

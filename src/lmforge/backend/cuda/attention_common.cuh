@@ -63,7 +63,8 @@ __device__ __forceinline__ int query_hi(const Params& p, int j, int L) {
   return p.wl >= 0 ? min(L - 1, j + p.wl) : L - 1;
 }
 
-// ---- tensor cores ------------------------------------------------------------------------------
+// ---- tensor cores (the only inline PTX of the attention kernels) -----------------------------
+// D += A B for one 16 x 8 x 16 tile (fragments as described at the top), fp32 accumulation.
 template <class T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (std::is_same_v<T, __half>) {
@@ -81,6 +82,51 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
+// ldmatrix.x4 (PTX ISA "ldmatrix"): four 8 x 8 matrices of 16-bit elements from shared memory.
+// Lane l passes the address of row (l % 8) of matrix (l / 8) (8 contiguous elements, 16-byte
+// aligned). Lane l receives, for matrix i, r[i] = M_i[l/4][2(l%4), 2(l%4)+1] (ldsm_x4), or the
+// transposed pair r[i] = M_i[2(l%4), 2(l%4)+1][l/4] (ldsm_x4_t: B fragments of a row-major
+// [k][n] tile, e.g. V[key][d]).
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* row) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const uint16_t* row) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// cp.async (PTX ISA "cp.async"): 16 bytes global -> shared without a register round trip;
+// committed in groups, cp_async_wait<N> waits until at most N groups of this thread are pending.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+// ---- end of PTX --------------------------------------------------------------------------------
+
+// Row addresses for ldsm_x4 / ldsm_x4_t covering the 16 x 16 block at (r0, c0) of a row-major
+// tile with row stride ld, in two matrix orders:
+//  frag_a_rows: (r0, c0), (r0+8, c0), (r0, c0+8), (r0+8, c0+8)
+//    ldsm_x4 of A[m][k]   -> the A fragment a[0..3] of rows r0.., k c0..
+//    ldsm_x4_t of X[k][n] -> B fragments of n-tiles c0 ({r[0], r[1]}) and c0+8 ({r[2], r[3]})
+//  frag_b_rows: (r0, c0), (r0, c0+8), (r0+8, c0), (r0+8, c0+8)
+//    ldsm_x4 of X[n][k]   -> B fragments of n-tiles r0 ({r[0], r[1]}) and r0+8 ({r[2], r[3]})
+//    ldsm_x4_t of X[k][m] -> the A fragment of X^T (m = c0.., k = r0..)
+__device__ __forceinline__ const uint16_t* frag_a_rows(const uint16_t* tile, int ld, int r0, int c0, int lane) {
+  return tile + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + c0 + (lane >> 4) * 8;
+}
+__device__ __forceinline__ const uint16_t* frag_b_rows(const uint16_t* tile, int ld, int r0, int c0, int lane) {
+  return tile + (r0 + (lane & 7) + (lane >> 4) * 8) * ld + c0 + ((lane >> 3) & 1) * 8;
+}
+
 // Two floats rounded to T, `lo` in the low 16 bits (the lower-indexed element of a pair).
 template <class T>
 __device__ __forceinline__ uint32_t pack_f2(float lo, float hi) {
@@ -95,9 +141,6 @@ __device__ __forceinline__ uint32_t pack_f2(float lo, float hi) {
 
 // Two 16-bit values from anywhere, `lo` in the low half.
 __device__ __forceinline__ uint32_t pack_u16(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
-
-// Two consecutive 16-bit elements at p (p 4-byte aligned).
-__device__ __forceinline__ uint32_t ld_u32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // The A fragment (rows of c, k = the 16 columns of tiles c0 and c1) from two C accumulators.
 template <class T>
@@ -128,6 +171,24 @@ __device__ __forceinline__ void load_tile(uint16_t* dst, int lds, const uint16_t
       const int r = idx / kD, c = idx % kD;
       dst[r * lds + c] = (row0 + r < L && c < D) ? base[int64_t(row0 + r) * st + c] : uint16_t(0);
     }
+  }
+}
+
+// load_tile, asynchronously where rows may be read in 16-byte packs (the caller commits the
+// group and waits for it, then synchronises the block); zero padding is stored directly.
+template <int kD>
+__device__ __forceinline__ void load_tile_async(uint16_t* dst, int lds, const uint16_t* base, int64_t st, int row0,
+                                                int nrows, int L, int D, bool vec) {
+  if (!vec) {
+    load_tile<kD>(dst, lds, base, st, row0, nrows, L, D, false);
+    return;
+  }
+  constexpr int kChunks = kD / 8;
+  for (int idx = threadIdx.x; idx < nrows * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = (idx % kChunks) * 8;
+    uint16_t* d = dst + r * lds + c;
+    if (row0 + r < L && c < D) cp_async16(d, base + int64_t(row0 + r) * st + c);
+    else *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
   }
 }
 

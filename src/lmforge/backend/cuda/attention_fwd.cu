@@ -4,9 +4,11 @@
 // one block of 4 warps per (64-query tile, head, sequence); each warp owns 16 query rows whose
 // Q fragments stay in registers. The block walks the 64-key tiles that intersect its rows'
 // visible key ranges (causal / window bounds, so a 129-key window costs ~3 tiles, never T),
-// stages K and V tiles in shared memory, computes S = Q K^T with mma.sync, masks, keeps an
-// online softmax (running max m and partial sum l per row, in the exp2 domain), and
-// accumulates O += P V with P taken straight from the S registers. Nothing T x T exists.
+// stages K and V tiles in shared memory (two stages: cp.async copies tile n + 1 while tile n is
+// used), computes S = Q K^T with mma.sync (B fragments by ldmatrix), masks, keeps an online
+// softmax (running max m and partial sum l per row, in the exp2 domain), and accumulates
+// O += P V with P taken straight from the S registers and V^T fragments from ldmatrix.trans.
+// Nothing T x T exists.
 //
 // Generic path (f32 any D <= 256, and bf16/f16 with 128 < D <= 256): one warp per query row;
 // lanes score 32 keys at a time (each lane one key), then accumulate P V with the head dim
@@ -24,8 +26,10 @@ template <class T, int kD>
 __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
   constexpr int BQ = 64, BK = 64, LDS = kD + 8;  // +8: rows start on different banks
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  uint16_t* sK = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* sV = sK + BK * LDS;
+  // Two stages of K and V tiles: tile n + 1 is copied (cp.async) while tile n is used.
+  uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* const sV0 = sK0 + BK * LDS;
+  constexpr int kStage = 2 * BK * LDS;  // elements per stage
 
   const int s = blockIdx.z + p.seq_offset;
   const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
@@ -65,11 +69,21 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
   for (int dt = 0; dt < kD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;  // log2 domain
 
-  for (int k0 = kbeg; k0 <= kend; k0 += BK) {
-    __syncthreads();  // every warp is done with the previous K/V tile
-    load_tile<kD>(sK, LDS, kbase, p.k_st, k0, BK, L, p.D, p.vec);
-    load_tile<kD>(sV, LDS, vbase, p.v_st, k0, BK, L, p.D, p.vec);
-    __syncthreads();
+  if (kbeg <= kend) {
+    load_tile_async<kD>(sK0, LDS, kbase, p.k_st, kbeg, BK, L, p.D, p.vec);
+    load_tile_async<kD>(sV0, LDS, vbase, p.v_st, kbeg, BK, L, p.D, p.vec);
+  }
+  cp_async_commit();
+  for (int k0 = kbeg, stage = 0; k0 <= kend; k0 += BK, stage ^= 1) {
+    const uint16_t* sK = sK0 + stage * kStage;
+    const uint16_t* sV = sV0 + stage * kStage;
+    if (k0 + BK <= kend) {  // prefetch the next tile into the other stage (free: see the barrier below)
+      load_tile_async<kD>(sK0 + (stage ^ 1) * kStage, LDS, kbase, p.k_st, k0 + BK, BK, L, p.D, p.vec);
+      load_tile_async<kD>(sV0 + (stage ^ 1) * kStage, LDS, vbase, p.v_st, k0 + BK, BK, L, p.D, p.vec);
+    }
+    cp_async_commit();   // (possibly empty group: keeps the count uniform)
+    cp_async_wait<1>();  // this thread's copies of tile k0 have landed
+    __syncthreads();     // ... and everyone else's
 
     // S = Q K^T: 16 rows x 64 keys per warp, 8 accumulators of 16 x 8.
     float sc[BK / 8][4];
@@ -78,9 +92,11 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ks++) {
 #pragma unroll
-      for (int nt = 0; nt < BK / 8; nt++) {
-        const uint16_t* kr = sK + (nt * 8 + g) * LDS + ks * 16 + tq * 2;  // B[k=d][n=key] = K[key][d]
-        mma16816<T>(sc[nt], qf[ks], ld_u32(kr), ld_u32(kr + 8));
+      for (int nt = 0; nt < BK / 8; nt += 2) {  // B[k=d][n=key] = K[key][d]: two key tiles per ldmatrix
+        uint32_t b[4];
+        ldsm_x4(b, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
+        mma16816<T>(sc[nt], qf[ks], b[0], b[1]);
+        mma16816<T>(sc[nt + 1], qf[ks], b[2], b[3]);
       }
     }
 
@@ -128,19 +144,21 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
       l_b += sc[nt][2] + sc[nt][3];
     }
 
-    // O += P V: P (16 x 64 keys) from the S registers, B[k=key][n=d] = V[key][d] read as two
-    // 16-bit values per register (V is row-major in shared memory).
+    // O += P V: P (16 x 64 keys) from the S registers; B[k=key][n=d] = V[key][d], row-major in
+    // shared memory, so its fragments come from the transposing ldmatrix (two d tiles per load).
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++) {
       uint32_t pa[4];
       pack_c_as_a<T>(sc[2 * kk], sc[2 * kk + 1], pa);
-      const uint16_t* vr = sV + (kk * 16 + tq * 2) * LDS + g;
 #pragma unroll
-      for (int dt = 0; dt < kD / 8; dt++) {
-        const uint16_t* c = vr + dt * 8;
-        mma16816<T>(o[dt], pa, pack_u16(c[0], c[LDS]), pack_u16(c[8 * LDS], c[9 * LDS]));
+      for (int dt = 0; dt < kD / 8; dt += 2) {
+        uint32_t b[4];
+        ldsm_x4_t(b, frag_a_rows(sV, LDS, kk * 16, dt * 8, lane));
+        mma16816<T>(o[dt], pa, b[0], b[1]);
+        mma16816<T>(o[dt + 1], pa, b[2], b[3]);
       }
     }
+    __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
   }
 
   l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
@@ -242,9 +260,17 @@ void launch_seq_chunks(K kernel, const Params& p_in, int num_seqs, dim3 grid_xy,
 template <class T, int kD>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
   constexpr int BQ = 64, BK = 64;
-  const size_t smem = size_t(2 * BK * (kD + 8)) * sizeof(uint16_t);
+  constexpr size_t smem = size_t(2 * 2 * BK * (kD + 8)) * sizeof(uint16_t);  // 2 stages of K, V
+  auto kernel = fwd_tc_kernel<T, kD>;
+  // Beyond the 48 KiB default for D = 128: opt in once per instantiation (lmforge drives one
+  // device per process).
+  static const bool configured = [&] {
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)configured;
   const dim3 grid(unsigned((max_seqlen + BQ - 1) / BQ), unsigned(p.Hq), 1);
-  launch_seq_chunks(fwd_tc_kernel<T, kD>, p, num_seqs, grid, smem);
+  launch_seq_chunks(kernel, p, num_seqs, grid, smem);
 }
 
 }  // namespace
