@@ -3,7 +3,7 @@
 // 64 or 128: D = 20, 40, 96 too), the CUDA-core path for f32 and for D > 128; sequence lengths
 // with tails (1, 17, 200, 1000, an empty one), causal, ModernBERT's 129-key window, GPT-Neo's
 // causal + 255 left window, grouped heads, strided views of a fused QKV projection (16-byte
-// aligned rows and unaligned ones).
+// aligned rows and unaligned ones), more sequences than a grid dimension holds.
 //
 // Tolerances (relative L2, test_util rel_error): f32 1e-5 for outputs, 5e-5 for gradients (the
 // GPU sums in another order; dS = P (dP - D) loses a little to cancellation); bf16/f16 1e-2 (the
@@ -53,6 +53,12 @@ const std::vector<Case>& cases() {
       {"d96_causal", {0, 200, 217}, 2, 2, 96, true, -1, -1},
       {"d160_generic", {0, 1, 18, 218}, 2, 1, 160, true, -1, -1},
       {"d256_generic_window", {0, 129, 146}, 2, 2, 256, false, 16, 16},
+      // More sequences than one grid z dimension holds (65535): launched in chunks.
+      {"70000_sequences_chunked_grid", [] {
+         std::vector<int32_t> cu{0};
+         for (int s = 0; s < 70000; s++) cu.push_back(cu.back() + 1 + (s % 3 == 0));
+         return cu;
+       }(), 2, 1, 64, true, -1, -1},
   };
   return v;
 }
