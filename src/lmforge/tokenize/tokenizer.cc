@@ -194,6 +194,7 @@ bool Tokenizer::is_special(int32_t id) const {
 std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::pad_id() const { return impl_->pad; }
+std::optional<int32_t> Tokenizer::mask_id() const { return impl_->mask; }
 
 namespace {
 void check_role_id(const Tokenizer& t, std::optional<int32_t> id, const char* role) {

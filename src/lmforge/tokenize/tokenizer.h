@@ -69,6 +69,12 @@ class Tokenizer {
   // "<path>: <field>: <problem>" for unreadable, malformed or unsupported input, e.g.
   // "x/tokenizer.json: model.type: 'WordPiece' is not supported yet (supported: BPE)".
   static Tokenizer from_file(const std::string& path);
+  // A SentencePiece model file (also what from_file does for a path ending in ".model"):
+  // libsentencepiece runs it, so ids, pieces and byte offsets are those of the python
+  // `sentencepiece` package (no BOS/EOS added, no fairseq id offset; see spm.cc). Control
+  // pieces are dropped by decode(). Throws lmf::Error naming the file when it is missing or not
+  // a valid model.
+  static Tokenizer from_sentencepiece_file(const std::string& path);
   // Same, from tokenizer.json text; `source` names it in error messages. No side files are read.
   static Tokenizer from_json_string(std::string_view json_text, const std::string& source = "tokenizer.json");
   // A GPT-2 style pair: vocab.json ({token: id}) + merges.txt ("#version" header, "a b" lines).
@@ -76,6 +82,14 @@ class Tokenizer {
   // pre-tokenizer without prefix space, ByteLevel decoder, "<|endoftext|>" as a special added
   // token when it is in the vocab (and eos/bos then). Throws lmf::Error naming the file.
   static Tokenizer from_gpt2_files(const std::string& vocab_json, const std::string& merges_txt);
+
+  // A BERT vocab.txt (one token per line, id = line number): builds what transformers'
+  // BertTokenizerFast(vocab_file, do_lower_case=lowercase) holds: BertNormalizer (clean text,
+  // CJK spacing, strip_accents following lowercase), BertPreTokenizer, WordPiece ("[UNK]", "##",
+  // 100 chars), "[CLS] $A [SEP]" / "[CLS] $A [SEP] $B:1 [SEP]:1", WordPiece decoder, and
+  // [PAD] [UNK] [CLS] [SEP] [MASK] as special added tokens. Throws lmf::Error naming the file
+  // when it cannot be read or lacks [CLS], [SEP] or [UNK].
+  static Tokenizer from_wordpiece_vocab(const std::string& vocab_txt, bool lowercase);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -114,6 +128,9 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const;
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> pad_id() const;
+  // The mask token of masked-LM models: tokenizer_config.json's mask_token, else a special
+  // "[MASK]" or "<mask>" added token.
+  std::optional<int32_t> mask_id() const;
   // Overrides; an id outside [0, vocab_size()) throws lmf::Error.
   void set_eos_id(std::optional<int32_t> id);
   void set_bos_id(std::optional<int32_t> id);
