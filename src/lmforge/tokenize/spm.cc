@@ -34,7 +34,8 @@ class SpmModel final : public tok::Model {
     if (!status.ok()) fail(path_, ": sentencepiece encode failed: ", status.message());
     for (size_t i = 0; i < spt.pieces_size(); i++) {
       auto p = spt.pieces(static_cast<int>(i));
-      out.push_back(tok::Token{static_cast<int32_t>(p.id()), p.begin(), p.end(), {}});
+      // piece() is the vocab piece, or the surface text for an unknown piece.
+      out.push_back(tok::Token{static_cast<int32_t>(p.id()), p.begin(), p.end(), p.piece()});
     }
   }
   std::optional<int32_t> token_to_id(std::string_view token) const override {

@@ -21,15 +21,30 @@ void check_utf8(std::string_view text, const char* which) {
     fail("Tokenizer::encode: ", which, " is not valid UTF-8 (byte offset ", bad, ")");
 }
 
-// HF encode_single_sequence + PreTokenizedString::into_encoding (byte offsets).
-Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t type_id) {
+// HF encode_single_sequence + PreTokenizedString::into_encoding (byte offsets). With
+// `limit`, HF's tokenize_with_limit (tokenizers >= 0.23, direction right): splits are tokenized
+// in order until at least `limit` tokens exist and the later splits are dropped. That early exit
+// changes which sequence longest_first sees as the longer one, so it must be reproduced.
+Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t type_id,
+                       std::optional<size_t> limit) {
   tok::PreTokenizedString pts = m.added.extract_and_normalize(text, m.normalizer.get());
   if (m.pre_tokenizer) m.pre_tokenizer->apply(pts);
-  for (tok::Split& s : pts.splits) {
-    if (s.tokenized) continue;
-    m.model->tokenize(s.normalized.get(), s.tokens);
-    s.tokenized = true;
+  size_t total = 0, keep = pts.splits.size();
+  for (size_t i = 0; i < pts.splits.size(); i++) {
+    tok::Split& s = pts.splits[i];
+    if (!s.tokenized) {
+      m.model->tokenize(s.normalized.get(), s.tokens);
+      s.tokenized = true;
+      total += s.tokens.size();
+      if (limit && total >= *limit) {
+        keep = i + 1;
+        break;
+      }
+    } else {
+      total += s.tokens.size();  // added tokens count, but never stop the scan (as HF)
+    }
   }
+  pts.splits.resize(keep);
   Encoding e;
   for (size_t idx = 0; idx < pts.splits.size(); idx++) {
     const tok::Split& s = pts.splits[idx];
@@ -115,11 +130,17 @@ Encoding Tokenizer::encode_pair(std::string_view first, std::optional<std::strin
   check_utf8(first, second ? "the first sequence" : "input");
   if (second) check_utf8(*second, "the second sequence");
   const Impl& m = *impl_;
-  Encoding a = encode_single(m, first, 0);
+  const bool truncate = options.max_length > 0 && options.truncation != Truncation::none;
+  std::optional<size_t> limit_a, limit_b;
+  if (truncate) {
+    limit_b = options.max_length;
+    if (options.truncation != Truncation::only_second) limit_a = options.max_length;
+  }
+  Encoding a = encode_single(m, first, 0, limit_a);
   std::optional<Encoding> b;
-  if (second) b = encode_single(m, *second, 1);
+  if (second) b = encode_single(m, *second, 1, limit_b);
 
-  if (options.max_length > 0 && options.truncation != Truncation::none) {
+  if (truncate) {
     size_t max_length = options.max_length;
     const size_t added = m.post_processor ? m.post_processor->added_tokens(b.has_value()) : 0;
     if (options.add_special_tokens && added > 0) {

@@ -138,7 +138,7 @@ void Unigram::tokenize(std::string_view word, std::vector<Token>& out) const {
       }
     }
     if (!unk_id_) fail("Unigram: '", piece, "' is not in the vocabulary and the model has no unk_id");
-    out.push_back(Token{*unk_id_, offset, offset + len, {}});
+    out.push_back(Token{*unk_id_, offset, offset + len, piece});  // HF keeps the text as the token
     offset += len;
   }
 }
