@@ -78,8 +78,13 @@ Tokenizer Tokenizer::from_sentencepiece_file(const std::string& path) {
   if (!std::filesystem::exists(path)) fail(path, ": cannot open file");
   auto sp = std::make_shared<Processor>();
   auto status = sp->Load(path);
-  if (!status.ok())
-    fail(path, ": model: not a valid SentencePiece model (sentencepiece: ", status.message(), ")");
+  if (!status.ok()) {
+    std::string msg = status.message();
+    if (msg.find("ParseFromArray") != std::string::npos) msg = "the ModelProto does not parse";
+    for (char& c : msg)
+      if (c == '\n' || c == '\r') c = ' ';
+    fail(path, ": model: not a valid SentencePiece model (", msg, ")");
+  }
   if (sp->GetPieceSize() <= 0) fail(path, ": model.pieces: the model has no pieces");
   auto m = std::make_unique<Impl>();
   m->source = path;

@@ -63,7 +63,9 @@ struct EncodeOptions {
 
 class Tokenizer {
  public:
-  // Loads a tokenizer.json. eos/bos/pad ids come from tokenizer_config.json or
+  // Loads a tokenizer.json, or by extension a SentencePiece ".model" (from_sentencepiece_file)
+  // or a BERT "vocab.txt" (from_wordpiece_vocab, lowercase = tokenizer_config.json's
+  // do_lower_case beside it, true when absent as in transformers). eos/bos/pad ids come from tokenizer_config.json or
   // special_tokens_map.json beside it when present, else from well-known special tokens
   // ("<|endoftext|>", "</s>", "<s>", "<pad>", ...). Throws lmf::Error
   // "<path>: <field>: <problem>" for unreadable, malformed or unsupported input, e.g.

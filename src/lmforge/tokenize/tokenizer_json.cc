@@ -194,7 +194,25 @@ Tokenizer Tokenizer::from_json_string(std::string_view json_text, const std::str
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  if (std::filesystem::path(path).extension() == ".model") return from_sentencepiece_file(path);
+  const auto ext = std::filesystem::path(path).extension();
+  if (ext == ".model") return from_sentencepiece_file(path);
+  if (ext == ".txt") {
+    // A BERT vocab.txt: lowercase as tokenizer_config.json's do_lower_case says (transformers'
+    // BertTokenizer default, true, when there is none).
+    bool lowercase = true;
+    std::string cfg = (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
+    if (std::filesystem::exists(cfg)) {
+      Json c = parse_json(read_file(cfg), cfg);
+      if (c.is_object() && c.contains("do_lower_case")) {
+        try {
+          lowercase = tok::as_bool(c["do_lower_case"], "do_lower_case");
+        } catch (const Error& e) {
+          throw e.with_context(cfg);
+        }
+      }
+    }
+    return from_wordpiece_vocab(path, lowercase);
+  }
   auto m = build_with_context(parse_json(read_file(path), path), path);
   std::string dir = std::filesystem::path(path).parent_path().string();
   resolve_roles(*m, dir.empty() ? "." : dir);
