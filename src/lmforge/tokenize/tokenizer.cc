@@ -25,34 +25,33 @@ void check_utf8(std::string_view text, const char* which) {
 // `limit`, HF's tokenize_with_limit (tokenizers >= 0.23, direction right): splits are tokenized
 // in order until at least `limit` tokens exist and the later splits are dropped. That early exit
 // changes which sequence longest_first sees as the longer one, so it must be reproduced.
+// ids_only skips the offsets and token strings (encode() needs only the ids).
 Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t type_id,
-                       std::optional<size_t> limit) {
+                       std::optional<size_t> limit, bool ids_only) {
   tok::PreTokenizedString pts = m.added.extract_and_normalize(text, m.normalizer.get());
   if (m.pre_tokenizer) m.pre_tokenizer->apply(pts);
-  size_t total = 0, keep = pts.splits.size();
-  for (size_t i = 0; i < pts.splits.size(); i++) {
-    tok::Split& s = pts.splits[i];
+  Encoding e;
+  size_t total = 0;
+  std::vector<tok::Token> buf;
+  for (size_t idx = 0; idx < pts.splits.size(); idx++) {
+    const tok::Split& s = pts.splits[idx];
+    const std::vector<tok::Token>* toks = &s.tokens;
+    bool stop = false;
     if (!s.tokenized) {
-      m.model->tokenize(s.normalized.get(), s.tokens);
-      s.tokenized = true;
-      total += s.tokens.size();
-      if (limit && total >= *limit) {
-        keep = i + 1;
-        break;
-      }
+      buf.clear();
+      m.model->tokenize(s.normalized.get(), buf);
+      toks = &buf;
+      total += buf.size();
+      stop = limit && total >= *limit;
     } else {
       total += s.tokens.size();  // added tokens count, but never stop the scan (as HF)
     }
-  }
-  pts.splits.resize(keep);
-  Encoding e;
-  for (size_t idx = 0; idx < pts.splits.size(); idx++) {
-    const tok::Split& s = pts.splits[idx];
     const size_t shift = s.normalized.original_shift();
-    for (const tok::Token& t : s.tokens) {
+    for (const tok::Token& t : *toks) {
+      e.ids.push_back(t.id);
+      if (ids_only) continue;
       std::pair<size_t, size_t> off{t.start, t.end};
       if (auto r = s.normalized.normalized_to_original({t.start, t.end})) off = {shift + r->first, shift + r->second};
-      e.ids.push_back(t.id);
       e.type_ids.push_back(type_id);
       e.special_tokens_mask.push_back(0);
       e.offsets.push_back(off);
@@ -65,6 +64,16 @@ Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t 
       e.word_ids.push_back(static_cast<int32_t>(idx));
       e.sequence_ids.push_back(type_id);
     }
+    if (stop) break;  // the later splits are dropped
+  }
+  if (ids_only) {
+    const size_t n = e.ids.size();
+    e.type_ids.assign(n, type_id);
+    e.special_tokens_mask.assign(n, 0);
+    e.word_ids.assign(n, -1);
+    e.sequence_ids.assign(n, type_id);
+    e.offsets.assign(n, {0, 0});
+    e.tokens.assign(n, std::string());
   }
   return e;
 }
@@ -127,6 +136,11 @@ void truncate_encodings(Encoding& a, std::optional<Encoding>& b, size_t max_leng
 
 Encoding Tokenizer::encode_pair(std::string_view first, std::optional<std::string_view> second,
                                 const EncodeOptions& options) const {
+  return encode_impl(first, second, options, /*ids_only=*/false);
+}
+
+Encoding Tokenizer::encode_impl(std::string_view first, std::optional<std::string_view> second,
+                                const EncodeOptions& options, bool ids_only) const {
   check_utf8(first, second ? "the first sequence" : "input");
   if (second) check_utf8(*second, "the second sequence");
   const Impl& m = *impl_;
@@ -136,9 +150,9 @@ Encoding Tokenizer::encode_pair(std::string_view first, std::optional<std::strin
     limit_b = options.max_length;
     if (options.truncation != Truncation::only_second) limit_a = options.max_length;
   }
-  Encoding a = encode_single(m, first, 0, limit_a);
+  Encoding a = encode_single(m, first, 0, limit_a, ids_only);
   std::optional<Encoding> b;
-  if (second) b = encode_single(m, *second, 1, limit_b);
+  if (second) b = encode_single(m, *second, 1, limit_b, ids_only);
 
   if (truncate) {
     size_t max_length = options.max_length;
@@ -166,7 +180,7 @@ Encoding Tokenizer::encode_full(std::string_view text, const EncodeOptions& opti
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   EncodeOptions o;
   o.add_special_tokens = add_special_tokens;
-  return encode_pair(text, std::nullopt, o).ids;
+  return encode_impl(text, std::nullopt, o, /*ids_only=*/true).ids;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {

@@ -158,6 +158,9 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // encode_pair; ids_only leaves offsets (0, 0) and tokens empty (for encode()).
+  Encoding encode_impl(std::string_view first, std::optional<std::string_view> second,
+                       const EncodeOptions& options, bool ids_only) const;
   std::unique_ptr<Impl> impl_;
 };
 
