@@ -1,13 +1,15 @@
-// lmf::Tokenizer: a Hugging Face `tokenizers`-compatible tokenizer loaded from tokenizer.json.
+// lmf::Tokenizer: a Hugging Face `tokenizers`-compatible tokenizer loaded from tokenizer.json
+// (or a SentencePiece .model, or a BERT vocab.txt).
 //
-// encode() and decode() reproduce `tokenizers` (Rust, 0.2x) exactly for the supported
-// components; the pipeline order is the one in PARITY.md 6.0:
+// encode(), encode_pair() and decode() reproduce `tokenizers` (Rust, 0.2x) exactly, offsets
+// included; the pipeline order is the one in PARITY.md 6.0:
 //   added tokens (raw) -> normalizer per piece -> added tokens (normalized) -> pre-tokenizer per
-//   piece -> model per word -> post-processor.
-// Supported now: model BPE (byte-level GPT-2/NeoX/Llama-3 style, byte_fallback, unk); see
-// normalizer.h, pre_tokenizer.h, post_processor.h and decoder.h for the supported stage types.
-// Anything else is refused at load time with an lmf::Error naming the file and the field.
-// truncation/padding in tokenizer.json are ignored (lmforge cuts and pads sequences itself).
+//   piece -> model per word -> truncation -> post-processor.
+// Models: BPE, WordPiece, Unigram (and SentencePiece .model files through libsentencepiece).
+// See normalizer.h, pre_tokenizer.h, post_processor.h and decoder.h for the supported stage
+// types; anything else is refused at load time with an lmf::Error naming the file and the field.
+// truncation/padding in tokenizer.json are ignored (EncodeOptions says how to truncate; lmforge
+// pads batches itself). docs/tokenizers.md has the details and the tested parity.
 //
 // Thread safety: a loaded Tokenizer is immutable; encode/decode may run concurrently from any
 // number of threads (the BPE word cache is internally synchronized).
@@ -146,7 +148,7 @@ class Tokenizer {
   // fingerprint() as 16 lowercase hex digits.
   std::string fingerprint_hex() const;
 
-  // "BPE" (more model types later).
+  // "BPE", "WordPiece", "Unigram" or "SentencePiece".
   std::string model_type() const;
   // Ids the post-processor adds to one sequence (or a pair) when add_special_tokens (e.g. 1 for
   // a BOS; BERT: 2 single / 3 pair; RoBERTa, XLM-R: 2 / 4).
