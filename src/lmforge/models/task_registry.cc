@@ -4,6 +4,7 @@
 
 #include "lmforge/io/hf_params.h"
 #include "lmforge/models/config_json.h"
+#include "lmforge/models/mamba_seq_cls.h"
 
 namespace lmf {
 namespace {
@@ -11,6 +12,7 @@ namespace {
 // model_type -> factory. Each family adds its line here (and nowhere else).
 const std::vector<std::pair<std::string, TaskModelFactory>>& families() {
   static const std::vector<std::pair<std::string, TaskModelFactory>> table = {
+      {"mamba", make_mamba_task_model},  // models/mamba_seq_cls.cc
   };
   return table;
 }
