@@ -22,6 +22,45 @@
 
 namespace lmf {
 
+// The full result of encoding one sequence or a pair (HF `tokenizers.Encoding`), one entry per
+// token in every vector.
+struct Encoding {
+  std::vector<int32_t> ids;
+  // 0 for the first sequence, 1 for the second, as the post-processor sets them (RoBERTa and
+  // XLM-R give 0 everywhere; BERT gives 1 to the pair's second sequence and its [SEP]).
+  std::vector<int32_t> type_ids;
+  // 1 for the tokens the post-processor added ([CLS], [SEP], <s>, ...), 0 for tokens of the
+  // text, including added/special tokens typed in the text (as HF).
+  std::vector<uint8_t> special_tokens_mask;
+  // [start, end) BYTE offsets of each token in its own input string (the first or the second);
+  // (0, 0) for the post-processor's special tokens. HF Python (`tokenizer(...)`,
+  // `Encoding.offsets`) reports CHARACTER (code point) offsets instead; they are equal on ASCII
+  // text. Convert with the byte index of each code point when you need Python's numbers.
+  std::vector<std::pair<size_t, size_t>> offsets;
+  // The token strings (vocab form, e.g. "##ing", "▁the", "Ġthe"; an added token found in the
+  // text is the matched text).
+  std::vector<std::string> tokens;
+  // Index of the pre-token ("word") each token came from within its sequence, -1 for the
+  // post-processor's special tokens (HF `word_ids()`).
+  std::vector<int32_t> word_ids;
+  // 0 / 1: which input the token came from, -1 for the post-processor's special tokens (HF
+  // `sequence_ids()`; use it rather than type_ids to find the second sequence of RoBERTa/XLM-R).
+  std::vector<int32_t> sequence_ids;
+
+  size_t size() const { return ids.size(); }
+};
+
+// Which sequence loses tokens when a (pair) encoding is longer than max_length (HF
+// `TruncationStrategy`; `none` = never truncate).
+enum class Truncation { longest_first, only_first, only_second, none };
+
+struct EncodeOptions {
+  bool add_special_tokens = true;
+  // Maximum number of tokens of the result, special tokens included; 0 = no limit.
+  size_t max_length = 0;
+  Truncation truncation = Truncation::longest_first;
+};
+
 class Tokenizer {
  public:
   // Loads a tokenizer.json. eos/bos/pad ids come from tokenizer_config.json or
@@ -45,6 +84,20 @@ class Tokenizer {
   // Ids of `text`, which must be valid UTF-8 (else lmf::Error with the byte offset).
   // add_special_tokens applies the post-processor's special tokens (e.g. BOS).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true) const;
+  // HF `Tokenizer.encode(first, second)` with truncation (direction right, stride 0) enabled
+  // when options.max_length > 0 and options.truncation != none: each sequence is encoded alone
+  // (type id 0 / 1), then truncated to max_length minus the post-processor's added-token count
+  // (for a pair when there is one; only when add_special_tokens), then the post-processor adds
+  // the special tokens. longest_first cuts the longer sequence first (equal split when both are
+  // long); only_first / only_second cut one sequence and throw lmf::Error when it is too short
+  // to reach max_length or (only_second) when there is no second sequence. max_length smaller
+  // than the added-token count throws lmf::Error. Inputs must be valid UTF-8 (else lmf::Error
+  // with the byte offset); a pair with a tokenizer whose template has no pair form throws.
+  Encoding encode_pair(std::string_view first, std::optional<std::string_view> second,
+                       const EncodeOptions& options = {}) const;
+  // encode_pair(text, nullopt, options).
+  Encoding encode_full(std::string_view text, const EncodeOptions& options = {}) const;
+
   // Text of `ids`. Ids with no token are skipped (as HF does); a negative id throws lmf::Error.
   // skip_special_tokens drops added tokens marked special.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
@@ -76,8 +129,9 @@ class Tokenizer {
 
   // "BPE" (more model types later).
   std::string model_type() const;
-  // Ids the post-processor adds to one sequence when add_special_tokens (e.g. 1 for a BOS).
-  size_t num_special_tokens_added() const;
+  // Ids the post-processor adds to one sequence (or a pair) when add_special_tokens (e.g. 1 for
+  // a BOS; BERT: 2 single / 3 pair; RoBERTa, XLM-R: 2 / 4).
+  size_t num_special_tokens_added(bool is_pair = false) const;
   // Where the tokenizer came from (file path or source name).
   const std::string& source() const;
 
