@@ -105,7 +105,7 @@ int run_predict(const PredictOptions& o) {
   } else {
     data = read_plain_lines(o.input);
   }
-  EncodeOptions eo;
+  SeqEncodeOptions eo;
   eo.max_length = o.max_length > 0 ? o.max_length : info.value("max_length", int64_t(512));
   eo.truncation = parse_truncation(o.truncation.empty() ? info.value("truncation", std::string("longest_first")) : o.truncation,
                                    "--truncation");

@@ -5,7 +5,6 @@
 
 #include "lmforge/core/error.h"
 #include "lmforge/core/philox.h"
-#include "lmforge/tokenize/tokenizer.h"
 
 namespace lmf {
 
@@ -20,34 +19,6 @@ uint64_t philox_below(uint64_t seed, uint64_t offset, uint64_t i, uint64_t n) {
 
 void shuffle(std::vector<int64_t>& v, uint64_t seed, uint64_t offset) {
   for (size_t i = v.size(); i > 1; i--) std::swap(v[i - 1], v[philox_below(seed, offset, i, i)]);
-}
-
-// The tokenizer's special tokens around one sequence: full = prefix + content + suffix.
-// Found by locating the plain encoding inside the one with special tokens (Template, Bert and
-// Roberta processing all wrap the sequence this way).
-struct Wrapped {
-  std::vector<int32_t> prefix, content, suffix;
-};
-
-Wrapped encode_wrapped(const Tokenizer& tok, const std::string& text) {
-  Wrapped w;
-  w.content = tok.encode(text, false);
-  if (tok.num_special_tokens_added() == 0) return w;
-  std::vector<int32_t> full = tok.encode(text, true);
-  const size_t n = w.content.size();
-  if (full.size() < n) return w;
-  for (size_t p = 0; p + n <= full.size(); p++)
-    if (std::equal(w.content.begin(), w.content.end(), full.begin() + static_cast<std::ptrdiff_t>(p))) {
-      w.prefix.assign(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(p));
-      w.suffix.assign(full.begin() + static_cast<std::ptrdiff_t>(p + n), full.end());
-      return w;
-    }
-  LMF_CHECK(false, "the post-processor of ", tok.source(), " does not wrap the sequence");
-}
-
-void append(std::vector<int32_t>& ids, std::vector<int32_t>& types, const std::vector<int32_t>& v, int32_t type) {
-  ids.insert(ids.end(), v.begin(), v.end());
-  types.insert(types.end(), v.size(), type);
 }
 
 }  // namespace
@@ -71,76 +42,33 @@ const char* truncation_name(Truncation t) {
 }
 
 EncodedExample encode_one(const Tokenizer& tok, const std::string& text, const std::string& text_pair,
-                          const EncodeOptions& o) {
-  const bool pair = !text_pair.empty();
-  Wrapped a = encode_wrapped(tok, text);
-  if (a.content.empty()) fail("the text yields no tokens");
-  Wrapped b;
-  if (pair) {
-    b = encode_wrapped(tok, text_pair);
-    if (b.content.empty()) fail("the text pair yields no tokens");
+                          const SeqEncodeOptions& o) {
+  EncodeOptions eo;
+  eo.add_special_tokens = true;
+  eo.truncation = o.truncation;
+  eo.max_length = o.truncation == Truncation::none ? 0 : static_cast<size_t>(o.max_length);
+  std::optional<std::string_view> second;
+  if (!text_pair.empty()) second = text_pair;
+  Encoding enc = tok.encode_pair(text, second, eo);
+  size_t first_tokens = 0, second_tokens = 0;
+  for (int32_t s : enc.sequence_ids) {
+    first_tokens += s == 0;
+    second_tokens += s == 1;
   }
-  // Pair layout until the tokenizer has a pair template: prefix a suffix b suffix (BERT's
-  // [CLS] a [SEP] b [SEP]; plain concatenation for tokenizers without special tokens).
-  const size_t specials = a.prefix.size() + a.suffix.size() + (pair ? a.suffix.size() : 0);
-  size_t n1 = a.content.size(), n2 = b.content.size();
-  if (o.truncation != Truncation::none && n1 + n2 + specials > size_t(o.max_length)) {
-    if (specials >= size_t(o.max_length))
-      fail("max_length ", o.max_length, " leaves no room for content next to ", specials, " special tokens");
-    const size_t m = size_t(o.max_length) - specials;
-    switch (o.truncation) {
-      case Truncation::longest_first:
-        if (!pair) {
-          n1 = m;
-        } else {
-          // tokenizers (Rust) TruncationStrategy::LongestFirst: the shorter text keeps its
-          // length when the longer can absorb the cut, else both get half (the longer the odd one).
-          size_t s = std::min(n1, n2), l = std::max(n1, n2);
-          l = s > m ? s : std::max(s, m - s);
-          if (s + l > m) {
-            s = m / 2;
-            l = s + m % 2;
-          }
-          if (n1 > n2) {
-            n1 = std::min(n1, l);
-            n2 = std::min(n2, s);
-          } else {
-            n1 = std::min(n1, s);
-            n2 = std::min(n2, l);
-          }
-        }
-        break;
-      case Truncation::only_first:
-        if (n2 >= m) fail("only_first truncation cannot fit the pair into max_length ", o.max_length);
-        n1 = m - n2;
-        break;
-      case Truncation::only_second:
-        if (!pair) fail("only_second truncation needs a text pair");
-        if (n1 >= m) fail("only_second truncation cannot fit the pair into max_length ", o.max_length);
-        n2 = m - n1;
-        break;
-      case Truncation::none: break;
-    }
-  }
-  a.content.resize(n1);
-  b.content.resize(n2);
+  if (first_tokens == 0) fail("the text yields no tokens");
+  if (second && second_tokens == 0) fail("the text pair yields no tokens");
   EncodedExample e;
-  append(e.ids, e.type_ids, a.prefix, 0);
-  append(e.ids, e.type_ids, a.content, 0);
-  append(e.ids, e.type_ids, a.suffix, 0);
-  if (pair) {
-    append(e.ids, e.type_ids, b.content, 1);
-    append(e.ids, e.type_ids, a.suffix, 1);
-  }
+  e.ids = std::move(enc.ids);
+  e.type_ids = std::move(enc.type_ids);
   return e;
 }
 
-std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const LabelledData& data, const EncodeOptions& o,
+std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const LabelledData& data, const SeqEncodeOptions& o,
                                             EncodeStats* stats) {
   if (o.truncation != Truncation::none && o.max_length < 1) fail("max_length: expected >= 1, got ", o.max_length);
   std::vector<EncodedExample> out(data.examples.size());
   EncodeStats st;
-  EncodeOptions untruncated = o;
+  SeqEncodeOptions untruncated = o;
   untruncated.truncation = Truncation::none;
   for (size_t i = 0; i < data.examples.size(); i++) {
     const LabelledExample& ex = data.examples[i];

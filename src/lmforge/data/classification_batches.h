@@ -1,13 +1,11 @@
 // Tokenized classification examples and their padded batches (TokenBatch, right padding).
 //
-// Encoding follows the HF tokenizer call `tokenizer(text, text_pair, truncation=..., max_length=...)`:
-// the tokenizer's own special tokens (post-processor) are added, and truncation cuts content
-// tokens only (from the end), keeping the specials, so every sequence has at most max_length
-// ids. Pairs are laid out prefix + a + suffix + b + suffix from the single-sequence template
-// (BERT's [CLS] a [SEP] b [SEP]; plain a + b for tokenizers that add nothing):
-//   longest_first  (HF truncation=True; the Rust tokenizers' rule) a single text is cut to fit;
-//                  for a pair the shorter text stays whole when cutting the longer suffices,
-//                  else both are cut to half the room (the longer one gets the odd token)
+// Encoding is the HF tokenizer call `tokenizer(text, text_pair, truncation=..., max_length=...)`
+// (Tokenizer::encode_pair): the tokenizer's own special tokens and pair template, truncation of
+// content tokens only (from the end; HF tokenizers' rules, see tokenize/tokenizer.h), so every
+// sequence has at most max_length ids:
+//   longest_first  (HF truncation=True) the longer text loses tokens first (equal split when
+//                  both are long)
 //   only_first / only_second   cut only that text (an error when that is not enough)
 //   none           no truncation (max_length unused)
 // Batches: examples in epoch order, right-padded to the longest row with pad_id, attention
@@ -25,17 +23,15 @@
 
 #include "lmforge/data/labelled_reader.h"
 #include "lmforge/models/token_batch.h"
+#include "lmforge/tokenize/tokenizer.h"  // Tokenizer, Truncation
 
 namespace lmf {
 
-class Tokenizer;
-
-enum class Truncation { longest_first, only_first, only_second, none };
 // "longest_first" (or "true"), "only_first", "only_second", "none" (or "false"); throws lmf::Error naming `field`.
 Truncation parse_truncation(const std::string& name, const std::string& field);
 const char* truncation_name(Truncation t);
 
-struct EncodeOptions {
+struct SeqEncodeOptions {
   int64_t max_length = 128;  // >= 1 (checked) unless truncation is none
   Truncation truncation = Truncation::longest_first;
 };
@@ -55,11 +51,11 @@ struct EncodeStats {
 // Throws lmf::Error "<source>:<line>: ..." when a text yields no tokens or cannot be cut to
 // max_length (only_first / only_second, or more special tokens than max_length).
 std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const LabelledData& data,
-                                            const EncodeOptions& options, EncodeStats* stats = nullptr);
+                                            const SeqEncodeOptions& options, EncodeStats* stats = nullptr);
 
 // One example's ids (the encoding above); throws lmf::Error (no source prefix).
 EncodedExample encode_one(const Tokenizer& tok, const std::string& text, const std::string& text_pair,
-                          const EncodeOptions& options);
+                          const SeqEncodeOptions& options);
 
 struct ClassificationBatch {
   TokenBatch tokens;             // input_ids / attention_mask / token_type_ids [B, T] i64, cpu

@@ -51,7 +51,7 @@ struct FinetuneConfig {
   std::string train_path, eval_path;
   LabelledReadOptions read;
   std::vector<std::string> label_names;  // given; empty = from the training data
-  EncodeOptions encode;
+  SeqEncodeOptions encode;
   bool group_by_length = false;
 
   std::string init_from, model_config, tokenizer, pooling;
