@@ -8,6 +8,7 @@
 #include "lmforge/core/error.h"
 #include "lmforge/ops/cross_entropy.h"
 #include "lmforge/train/finetune_config.h"
+#include "test_util.h"
 
 using namespace lmf;
 
@@ -153,4 +154,30 @@ TEST(FinetuneConfig, WeightedCrossEntropyIsHfWeightedMean) {
   auto r = ops::cross_entropy_logits(Tensor::from_vector<float>(z, {3, 2}), Tensor::from_vector<int32_t>(y, {3}),
                                      Tensor::from_vector<float>({2.0f, 0.5f, 2.0f}, {3}), o);
   EXPECT_NEAR(r.loss.item(), num / den, 1e-6);
+}
+
+TEST(FinetuneConfig, ShippedRecipesParseWithoutUnknownKeys) {
+  // The GPU recipes share the fair-comparison settings (seed 000): 3 epochs, effective batch 32,
+  // max_length 128, the same eval protocol; LR in the guide's ranges.
+  int gpu = 0;
+  for (const char* name : {"tiny-mamba", "mamba-130m", "bert-base", "xlmr-base", "mmbert-base"}) {
+    const std::string path = test::source_path(std::string("configs/finetune-sst2-") + name + ".toml");
+    Recipe r = Recipe::load(path);
+    FinetuneConfig c = parse_finetune_recipe(r);
+    EXPECT_NO_THROW(r.reject_unused()) << path;
+    EXPECT_EQ(c.task, "seq-cls");
+    EXPECT_EQ(c.eval_path, "data/sst2/dev.tsv");
+    if (std::string(name) == "tiny-mamba") continue;
+    gpu++;
+    EXPECT_EQ(c.epochs, 3) << name;
+    EXPECT_EQ(c.per_device_batch * c.grad_accum, 32) << name;
+    EXPECT_EQ(c.encode.max_length, 128) << name;
+    EXPECT_EQ(c.eval_every_steps, 500) << name;
+    EXPECT_GE(c.lr, 1e-5) << name;
+    EXPECT_LE(c.lr, 3e-5) << name;
+    EXPECT_GE(c.warmup_ratio, 0.06) << name;
+    EXPECT_LE(c.warmup_ratio, 0.1) << name;
+    EXPECT_FALSE(c.init_from.empty()) << name;
+  }
+  EXPECT_EQ(gpu, 4);
 }
