@@ -6,6 +6,7 @@
 #include "lmforge/models/bert.h"
 #include "lmforge/models/config_json.h"
 #include "lmforge/models/mamba_seq_cls.h"
+#include "lmforge/models/modernbert.h"
 
 namespace lmf {
 namespace {
@@ -17,6 +18,7 @@ const std::vector<std::pair<std::string, TaskModelFactory>>& families() {
       {"bert", make_bert_model},
       {"roberta", make_bert_model},
       {"xlm-roberta", make_bert_model},
+      {"modernbert", &make_modernbert},
   };
   return table;
 }
