@@ -124,6 +124,36 @@ TEST(FinetuneMamba, Sst2BeatsMajorityAndPredictReproducesEval) {
   }
 }
 
+// The trainer uses only the SequenceClassifier interface: BERT and ModernBERT (tiny, from
+// scratch, 200 steps) go through the same CLI, export and predict path.
+TEST(FinetuneMamba, EncodersPlugIntoTheSameTrainer) {
+  for (const std::string family : {"tiny-bert", "tiny-modernbert"}) {
+    const std::string dir = test::scratch_dir("finetune_" + family);
+    nlohmann::json j = nlohmann::json::parse(read_file(test::source_path("configs/models/" + family + ".json")));
+    j["hidden_size"] = 64;
+    j["intermediate_size"] = 128;
+    j["num_hidden_layers"] = 2;
+    const std::string cfg = write_file(dir + "/model.json", j.dump(2));
+    const std::string run = dir + "/run";
+    CliRun r = lmforge(finetune_args(run, cfg, " --set 'model.pooling=\"\"' --set train.lr=1e-3 --set train.max_steps=200"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    nlohmann::json results = nlohmann::json::parse(read_file(run + "/results.json"));
+    const double acc = results["best_eval"]["accuracy"].get<double>();
+    EXPECT_EQ(results["steps"].get<int64_t>(), 200);
+    EXPECT_GT(acc, 0.60) << family << ": majority class 0.509";
+    std::printf("[ finetune ] %s: SST-2 dev accuracy %.4f after 200 steps\n", family.c_str(), acc);
+    nlohmann::json config = nlohmann::json::parse(read_file(run + "/best/config.json"));
+    EXPECT_NE(config["architectures"][0].get<std::string>().find("ForSequenceClassification"), std::string::npos);
+    EXPECT_EQ(config["id2label"]["1"], "1");
+    CliRun p = lmforge("predict --model " + shell_quote(run + "/best") + " --input " +
+                       shell_quote(test::source_path("data/sst2/dev.tsv")) +
+                       " --text-column text --label-column label --no-probs --metrics " + shell_quote(dir + "/m.json") +
+                       " -o " + shell_quote(dir + "/p.jsonl"));
+    ASSERT_EQ(p.rc, 0) << p.out;
+    EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/m.json"))["accuracy"].get<double>(), acc) << family;
+  }
+}
+
 TEST(FinetuneMamba, BadInputFailsCleanly) {
   const std::string dir = test::scratch_dir("finetune_mamba_bad");
   const std::string model = micro_model_config(dir);
