@@ -31,12 +31,15 @@ std::string micro_model_config(const std::string& dir) {
   return write_file(dir + "/mamba-micro.json", j.dump(2));
 }
 
-std::string finetune_args(const std::string& run, const std::string& model_cfg, const std::string& extra = "") {
-  return "finetune --task seq-cls -c " + shell_quote(test::source_path("configs/finetune-sst2-tiny-mamba.toml")) +
-         " --device cpu --out " + shell_quote(run) + " --set model.config=" + shell_quote(model_cfg) +
-         " --set model.tokenizer=" + shell_quote(test::source_path("data/tokenizers/enfr-bpe-4k/tokenizer.json")) +
+std::string finetune_args(const std::string& run, const std::string& model_cfg,
+                          const std::string& extra = "") {
+  return "finetune --task seq-cls -c " +
+         shell_quote(test::source_path("configs/finetune-sst2-tiny-mamba.toml")) + " --device cpu --out " +
+         shell_quote(run) + " --set model.config=" + shell_quote(model_cfg) + " --set model.tokenizer=" +
+         shell_quote(test::source_path("data/tokenizers/enfr-bpe-4k/tokenizer.json")) +
          " --set data.train=" + shell_quote(test::source_path("data/sst2/train-8k.tsv")) +
-         " --set data.eval=" + shell_quote(test::source_path("data/sst2/dev.tsv")) + " --set train.lr=3e-3" + extra;
+         " --set data.eval=" + shell_quote(test::source_path("data/sst2/dev.tsv")) + " --set train.lr=3e-3" +
+         extra;
 }
 
 std::vector<int> dev_labels() {
@@ -53,7 +56,8 @@ TEST(FinetuneMamba, Sst2BeatsMajorityAndPredictReproducesEval) {
   const std::string run = dir + "/run";
   CliRun r = lmforge(finetune_args(run, micro_model_config(dir)));
   ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_NE(r.out.find("effective batch 32 = per_device_batch 32 x grad_accum 1 x world_size 1"), std::string::npos)
+  EXPECT_NE(r.out.find("effective batch 32 = per_device_batch 32 x grad_accum 1 x world_size 1"),
+            std::string::npos)
       << r.out;
   for (const char* f : {"model.safetensors", "config.json", "tokenizer.json", "lmforge_finetune.json"})
     EXPECT_TRUE(fs::exists(run + "/best/" + f)) << f;
@@ -85,8 +89,8 @@ TEST(FinetuneMamba, Sst2BeatsMajorityAndPredictReproducesEval) {
   const std::string preds = dir + "/preds.jsonl", metrics = dir + "/predict_metrics.json";
   CliRun p = lmforge("predict --model " + shell_quote(run + "/best") + " --input " +
                          shell_quote(test::source_path("data/sst2/dev.tsv")) +
-                         " --text-column text --label-column label --metrics " + shell_quote(metrics) + " -o " +
-                         shell_quote(preds),
+                         " --text-column text --label-column label --metrics " + shell_quote(metrics) +
+                         " -o " + shell_quote(preds),
                      Capture::both);
   ASSERT_EQ(p.rc, 0) << p.out;
   const std::vector<int> y = dev_labels();
@@ -110,10 +114,12 @@ TEST(FinetuneMamba, Sst2BeatsMajorityAndPredictReproducesEval) {
   EXPECT_NE(p.out.find("accuracy"), std::string::npos) << p.out;
 
   // Plain text on stdin, one text per line.
-  const std::string texts = write_file(dir + "/texts.txt",
-                                       "a gorgeous , witty , seductive movie .\nthe plot is nothing but boilerplate clich\xc3\xa9s\n");
-  CliRun s = lmforge("predict --model " + shell_quote(run + "/best") + " --no-probs --input - < " + shell_quote(texts),
-                     Capture::stdout_only);
+  const std::string texts = write_file(
+      dir + "/texts.txt",
+      "a gorgeous , witty , seductive movie .\nthe plot is nothing but boilerplate clich\xc3\xa9s\n");
+  CliRun s = lmforge(
+      "predict --model " + shell_quote(run + "/best") + " --no-probs --input - < " + shell_quote(texts),
+      Capture::stdout_only);
   ASSERT_EQ(s.rc, 0) << s.out;
   auto out = lines_of(s.out);
   ASSERT_EQ(out.size(), 2u) << s.out;
@@ -129,13 +135,15 @@ TEST(FinetuneMamba, Sst2BeatsMajorityAndPredictReproducesEval) {
 TEST(FinetuneMamba, EncodersPlugIntoTheSameTrainer) {
   for (const std::string family : {"tiny-bert", "tiny-modernbert"}) {
     const std::string dir = test::scratch_dir("finetune_" + family);
-    nlohmann::json j = nlohmann::json::parse(read_file(test::source_path("configs/models/" + family + ".json")));
+    nlohmann::json j =
+        nlohmann::json::parse(read_file(test::source_path("configs/models/" + family + ".json")));
     j["hidden_size"] = 64;
     j["intermediate_size"] = 128;
     j["num_hidden_layers"] = 2;
     const std::string cfg = write_file(dir + "/model.json", j.dump(2));
     const std::string run = dir + "/run";
-    CliRun r = lmforge(finetune_args(run, cfg, " --set 'model.pooling=\"\"' --set train.lr=1e-3 --set train.max_steps=200"));
+    CliRun r = lmforge(
+        finetune_args(run, cfg, " --set 'model.pooling=\"\"' --set train.lr=1e-3 --set train.max_steps=200"));
     ASSERT_EQ(r.rc, 0) << r.out;
     nlohmann::json results = nlohmann::json::parse(read_file(run + "/results.json"));
     const double acc = results["best_eval"]["accuracy"].get<double>();
@@ -143,12 +151,13 @@ TEST(FinetuneMamba, EncodersPlugIntoTheSameTrainer) {
     EXPECT_GT(acc, 0.60) << family << ": majority class 0.509";
     std::printf("[ finetune ] %s: SST-2 dev accuracy %.4f after 200 steps\n", family.c_str(), acc);
     nlohmann::json config = nlohmann::json::parse(read_file(run + "/best/config.json"));
-    EXPECT_NE(config["architectures"][0].get<std::string>().find("ForSequenceClassification"), std::string::npos);
+    EXPECT_NE(config["architectures"][0].get<std::string>().find("ForSequenceClassification"),
+              std::string::npos);
     EXPECT_EQ(config["id2label"]["1"], "1");
     CliRun p = lmforge("predict --model " + shell_quote(run + "/best") + " --input " +
                        shell_quote(test::source_path("data/sst2/dev.tsv")) +
-                       " --text-column text --label-column label --no-probs --metrics " + shell_quote(dir + "/m.json") +
-                       " -o " + shell_quote(dir + "/p.jsonl"));
+                       " --text-column text --label-column label --no-probs --metrics " +
+                       shell_quote(dir + "/m.json") + " -o " + shell_quote(dir + "/p.jsonl"));
     ASSERT_EQ(p.rc, 0) << p.out;
     EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/m.json"))["accuracy"].get<double>(), acc) << family;
   }
@@ -157,10 +166,12 @@ TEST(FinetuneMamba, EncodersPlugIntoTheSameTrainer) {
 TEST(FinetuneMamba, BadInputFailsCleanly) {
   const std::string dir = test::scratch_dir("finetune_mamba_bad");
   const std::string model = micro_model_config(dir);
-  const std::string good = write_file(dir + "/train.tsv", "text\tlabel\nfine film\t1\nawful film\t0\ngood\t1\n");
+  const std::string good =
+      write_file(dir + "/train.tsv", "text\tlabel\nfine film\t1\nawful film\t0\ngood\t1\n");
   const std::string run = dir + "/run";
   auto with_data = [&](const std::string& train, const std::string& eval) {
-    return finetune_args(run, model) + " --set data.train=" + shell_quote(train) + " --set data.eval=" + shell_quote(eval);
+    return finetune_args(run, model) + " --set data.train=" + shell_quote(train) +
+           " --set data.eval=" + shell_quote(eval);
   };
   struct Case {
     std::string args;
@@ -168,20 +179,28 @@ TEST(FinetuneMamba, BadInputFailsCleanly) {
     std::vector<std::string> needles;
   };
   const std::vector<Case> cases = {
-      {with_data(good, good) + " --set data.label_column=gold", 1, {"train.tsv:1: no label column 'gold' (columns: text, label)"}},
+      {with_data(good, good) + " --set data.label_column=gold",
+       1,
+       {"train.tsv:1: no label column 'gold' (columns: text, label)"}},
       {with_data(good, write_file(dir + "/dev_bad_label.tsv", "text\tlabel\nok\t1\nmeh\tneutral\n")),
        1,
        {"dev_bad_label.tsv:3: label 'neutral' is not in the label set (0, 1)"}},
-      {with_data(write_file(dir + "/empty_row.tsv", "text\tlabel\na\t1\n\nb\t0\n"), good), 1, {"empty_row.tsv:3: empty row"}},
+      {with_data(write_file(dir + "/empty_row.tsv", "text\tlabel\na\t1\n\nb\t0\n"), good),
+       1,
+       {"empty_row.tsv:3: empty row"}},
       {with_data(write_file(dir + "/latin1.tsv", "text\tlabel\na\t1\ncaf\xe9 cr\xe8me\t0\n"), good),
        1,
        {"latin1.tsv:3: invalid UTF-8"}},
-      {with_data(write_file(dir + "/empty_text.tsv", "text\tlabel\na\t1\n  \t0\n"), good), 1, {"empty_text.tsv:3: column 'text' is empty"}},
-      {with_data(write_file(dir + "/one_label.tsv", "text\tlabel\na\t1\nb\t1\n"), good), 1, {"only one label"}},
+      {with_data(write_file(dir + "/empty_text.tsv", "text\tlabel\na\t1\n  \t0\n"), good),
+       1,
+       {"empty_text.tsv:3: column 'text' is empty"}},
+      {with_data(write_file(dir + "/one_label.tsv", "text\tlabel\na\t1\nb\t1\n"), good),
+       1,
+       {"only one label"}},
       {with_data(dir + "/missing.tsv", good), 1, {"missing.tsv: cannot open"}},
       {with_data(good, good) + " --set train.class_weights=inverse", 1, {"train.class_weights"}},
-      {"finetune --task ner -c " + shell_quote(test::source_path("configs/finetune-sst2-tiny-mamba.toml")) + " --out " +
-           shell_quote(run),
+      {"finetune --task ner -c " + shell_quote(test::source_path("configs/finetune-sst2-tiny-mamba.toml")) +
+           " --out " + shell_quote(run),
        2,
        {"--task: 'ner' is not supported (supported: seq-cls)"}},
   };
@@ -190,8 +209,9 @@ TEST(FinetuneMamba, BadInputFailsCleanly) {
     EXPECT_FALSE(fs::exists(run)) << "a failed start must leave no run folder: " << c.args;
   }
   // predict: not a classifier folder, and no input lines.
-  expect_one_line_error("predict --model " + shell_quote(test::source_path("tests/fixtures/mamba_tiny_untied")) +
-                            " --tokenizer " + shell_quote(test::source_path("data/tokenizers/enfr-bpe-4k/tokenizer.json")) +
-                            " --input " + shell_quote(good),
-                        1, {"not a Mamba task model"});
+  expect_one_line_error(
+      "predict --model " + shell_quote(test::source_path("tests/fixtures/mamba_tiny_untied")) +
+          " --tokenizer " + shell_quote(test::source_path("data/tokenizers/enfr-bpe-4k/tokenizer.json")) +
+          " --input " + shell_quote(good),
+      1, {"not a Mamba task model"});
 }

@@ -3,9 +3,10 @@
 //
 // Build and run from the repository root (clang with libFuzzer, ASan and UBSan):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
-//     tests/fuzz/fuzz_labelled_reader.cc src/lmforge/data/labelled_reader.cc src/lmforge/tokenize/unicode.cc \
-//     -lutf8proc -o build/fuzz_labelled_reader
-//   mkdir -p build/fuzz_corpus_labelled && head -c 4000 data/sst2/dev.tsv > build/fuzz_corpus_labelled/dev.tsv &&
+//     tests/fuzz/fuzz_labelled_reader.cc src/lmforge/data/labelled_reader.cc src/lmforge/tokenize/unicode.cc
+//     \ -lutf8proc -o build/fuzz_labelled_reader
+//   mkdir -p build/fuzz_corpus_labelled && head -c 4000 data/sst2/dev.tsv >
+//   build/fuzz_corpus_labelled/dev.tsv &&
 //     ./build/fuzz_labelled_reader -max_len=4096 build/fuzz_corpus_labelled
 //
 // The first input byte picks the format and options; the rest is the file. What counts as a bug:

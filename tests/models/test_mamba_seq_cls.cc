@@ -137,13 +137,15 @@ TEST(MambaSeqCls, GradientsReachBackboneAndMatchFiniteDifferences) {
   opt.divide_by_weight_sum = true;
   auto loss_now = [&]() {
     autograd::NoGradGuard ng;
-    return ops::cross_entropy_logits(b.cls->classify(tb, ForwardOptions()), targets, weights, opt).loss.item();
+    return ops::cross_entropy_logits(b.cls->classify(tb, ForwardOptions()), targets, weights, opt)
+        .loss.item();
   };
   b.store->zero_grad();
   auto ce = ops::cross_entropy_logits(b.cls->classify(tb, ForwardOptions()), targets, weights, opt);
   autograd::backward(ce.loss);
   double backbone_grad = 0;
-  for (float x : b.store->grad("backbone.layers.0.mixer.in_proj.weight").to_float_vector()) backbone_grad += std::abs(x);
+  for (float x : b.store->grad("backbone.layers.0.mixer.in_proj.weight").to_float_vector())
+    backbone_grad += std::abs(x);
   EXPECT_GT(backbone_grad, 1e-6);
   for (const std::string name : {"classifier.bias", "backbone.norm_f.weight"}) {
     auto g = b.store->grad(name).to_float_vector();
@@ -238,7 +240,8 @@ TEST(MambaSeqCls, ConfigErrors) {
     return std::string();
   };
   TaskModelRequest from_config;
-  EXPECT_NE(error_of(tiny_config(), from_config).find("load it with head sequence_classification"), std::string::npos);
+  EXPECT_NE(error_of(tiny_config(), from_config).find("load it with head sequence_classification"),
+            std::string::npos);
   TaskModelRequest no_labels;
   no_labels.head = TaskHead::sequence_classification;
   EXPECT_NE(error_of(tiny_config(), no_labels).find("number of labels is unknown"), std::string::npos);

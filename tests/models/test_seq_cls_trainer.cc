@@ -14,9 +14,15 @@ using namespace lmf;
 namespace {
 
 nlohmann::json tiny_config() {
-  return {{"architectures", {"MambaForCausalLM"}}, {"model_type", "mamba"}, {"vocab_size", 32},
-          {"hidden_size", 16},  {"state_size", 4},  {"num_hidden_layers", 1}, {"expand", 2},
-          {"conv_kernel", 4},   {"initializer_range", 0.1}};
+  return {{"architectures", {"MambaForCausalLM"}},
+          {"model_type", "mamba"},
+          {"vocab_size", 32},
+          {"hidden_size", 16},
+          {"state_size", 4},
+          {"num_hidden_layers", 1},
+          {"expand", 2},
+          {"conv_kernel", 4},
+          {"initializer_range", 0.1}};
 }
 
 struct Built {

@@ -48,14 +48,16 @@ TEST(ClassificationBatches, EncodeTruncatesContent) {
   EXPECT_EQ(encode_one(tok(), text, "", o).ids, full);
 
   // A pair: the second text gets type id 1; longest_first cuts the longer one first.
-  const std::string a = "a charming journey", b = "unflinchingly bleak and desperate , and far too long for its own good";
+  const std::string a = "a charming journey",
+                    b = "unflinchingly bleak and desperate , and far too long for its own good";
   const auto ia = tok().encode(a, true), ib = tok().encode(b, true);
   ASSERT_GE(ib.size(), 2 * ia.size() + 2);
   SeqEncodeOptions po;
   po.max_length = 2 * int64_t(ia.size()) + 2;  // room for a whole plus |a| + 2 tokens of b
   EncodedExample p = encode_one(tok(), a, b, po);
   ASSERT_EQ(p.ids.size(), 2 * ia.size() + 2);
-  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + int64_t(ia.size())), ia);  // the shorter stays whole
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + int64_t(ia.size())),
+            ia);  // the shorter stays whole
   EXPECT_EQ(std::vector<int32_t>(p.ids.begin() + int64_t(ia.size()), p.ids.end()),
             std::vector<int32_t>(ib.begin(), ib.begin() + int64_t(ia.size()) + 2));
   EXPECT_EQ(std::count(p.type_ids.begin(), p.type_ids.end(), 1), int64_t(ia.size()) + 2);
@@ -70,13 +72,15 @@ TEST(ClassificationBatches, EncodeTruncatesContent) {
     parse_truncation("middle", "data.truncation");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("data.truncation: expected one of longest_first"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("data.truncation: expected one of longest_first"),
+              std::string::npos);
   }
 }
 
 TEST(ClassificationBatches, EncodeExamplesStatsAndContext) {
   LabelledReadOptions ro;
-  LabelledData d = parse_labelled("text\tlabel\nshort\t0\nthis one is a much longer sentence than the other\t1\n", "s.tsv", ro);
+  LabelledData d = parse_labelled(
+      "text\tlabel\nshort\t0\nthis one is a much longer sentence than the other\t1\n", "s.tsv", ro);
   assign_label_ids(d, {"0", "1"});
   SeqEncodeOptions o;
   o.max_length = 4;

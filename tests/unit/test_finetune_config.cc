@@ -27,7 +27,9 @@ per_device_batch = 16
 grad_accum = 2
 )";
 
-FinetuneConfig parse(const std::string& extra) { return parse_finetune_recipe(Recipe::parse(std::string(kBase) + extra, "ft.toml")); }
+FinetuneConfig parse(const std::string& extra) {
+  return parse_finetune_recipe(Recipe::parse(std::string(kBase) + extra, "ft.toml"));
+}
 
 std::string error_of(const std::string& extra) {
   try {
@@ -79,24 +81,31 @@ min_delta = 0.001
 }
 
 TEST(FinetuneConfig, ErrorsNameTheKey) {
-  EXPECT_NE(error_of("class_weights = \"inverse\"\n").find("ft.toml: train.class_weights: expected \"none\", \"balanced\""),
+  EXPECT_NE(error_of("class_weights = \"inverse\"\n")
+                .find("ft.toml: train.class_weights: expected \"none\", \"balanced\""),
             std::string::npos);
-  EXPECT_NE(error_of("class_weights = [1.0, -2.0]\n").find("train.class_weights: every weight must be a positive"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("class_weights = [1.0, -2.0]\n").find("train.class_weights: every weight must be a positive"),
+      std::string::npos);
   EXPECT_NE(error_of("class_weights = true\n").find("train.class_weights"), std::string::npos);
-  EXPECT_NE(error_of("eval_every = \"step\"\n").find("train.eval_every: expected \"epoch\" or a number"), std::string::npos);
-  EXPECT_NE(error_of("eval_every = 0\n").find("train.eval_every: expected a positive integer"), std::string::npos);
+  EXPECT_NE(error_of("eval_every = \"step\"\n").find("train.eval_every: expected \"epoch\" or a number"),
+            std::string::npos);
+  EXPECT_NE(error_of("eval_every = 0\n").find("train.eval_every: expected a positive integer"),
+            std::string::npos);
   EXPECT_NE(error_of("schedule = \"step\"\n").find("train.schedule"), std::string::npos);
   EXPECT_NE(error_of("warmup_ratio = 1.5\n").find("train.warmup_ratio"), std::string::npos);
   EXPECT_NE(error_of("eps = -1.0\n").find("ft.toml: train.eps: expected a number >= 0"), std::string::npos);
   EXPECT_NE(error_of("max_steps = -2\n").find("train.max_steps"), std::string::npos);
-  EXPECT_NE(error_of("[train.early_stopping]\nmetric = \"f1\"\n").find("train.early_stopping.metric"), std::string::npos);
+  EXPECT_NE(error_of("[train.early_stopping]\nmetric = \"f1\"\n").find("train.early_stopping.metric"),
+            std::string::npos);
   EXPECT_NE(error_of("[task]\ntype = \"ner\"\n").find("task.type"), std::string::npos);
   try {
-    parse_finetune_recipe(Recipe::parse("[data]\ntrain = \"t.tsv\"\n[train.early_stopping]\npatience = 2\n", "x.toml"));
+    parse_finetune_recipe(
+        Recipe::parse("[data]\ntrain = \"t.tsv\"\n[train.early_stopping]\npatience = 2\n", "x.toml"));
     ADD_FAILURE() << "early stopping without eval data must be refused";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("x.toml: train.early_stopping.patience: early stopping needs evaluation data"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "x.toml: train.early_stopping.patience: early stopping needs evaluation data"),
               std::string::npos)
         << e.what();
   }
@@ -117,7 +126,8 @@ TEST(FinetuneConfig, BalancedClassWeights) {
     resolve_class_weights(s, {5, 0}, {"neg", "pos"});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("label 'pos' has no training example"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("label 'pos' has no training example"), std::string::npos)
+        << e.what();
   }
   ClassWeightsSpec given;
   given.mode = ClassWeightsSpec::Mode::given;
@@ -151,8 +161,9 @@ TEST(FinetuneConfig, WeightedCrossEntropyIsHfWeightedMean) {
   }
   ops::CrossEntropyOptions o;
   o.divide_by_weight_sum = true;
-  auto r = ops::cross_entropy_logits(Tensor::from_vector<float>(z, {3, 2}), Tensor::from_vector<int32_t>(y, {3}),
-                                     Tensor::from_vector<float>({2.0f, 0.5f, 2.0f}, {3}), o);
+  auto r =
+      ops::cross_entropy_logits(Tensor::from_vector<float>(z, {3, 2}), Tensor::from_vector<int32_t>(y, {3}),
+                                Tensor::from_vector<float>({2.0f, 0.5f, 2.0f}, {3}), o);
   EXPECT_NEAR(r.loss.item(), num / den, 1e-6);
 }
 

@@ -19,7 +19,8 @@ LabelledReadOptions opts(const std::string& text = "text", const std::string& la
 }
 
 // The error message of parsing `content` (named `source`), or "" when it parses.
-std::string error_of(const std::string& content, const std::string& source, const LabelledReadOptions& o = opts()) {
+std::string error_of(const std::string& content, const std::string& source,
+                     const LabelledReadOptions& o = opts()) {
   try {
     parse_labelled(content, source, o);
   } catch (const Error& e) {
@@ -74,8 +75,9 @@ TEST(LabelledReader, PairsNoHeaderAndJsonl) {
   EXPECT_EQ(d.examples[0].text_pair, "a hypothesis");
   EXPECT_EQ(d.examples[0].label, "entailment");
 
-  LabelledData j = parse_labelled("{\"sentence\": \"good\", \"y\": 1}\n{\"sentence\": \"bad\", \"y\": \"neg\"}\n\n",
-                                  "d.jsonl", opts("sentence", "y"));
+  LabelledData j =
+      parse_labelled("{\"sentence\": \"good\", \"y\": 1}\n{\"sentence\": \"bad\", \"y\": \"neg\"}\n\n",
+                     "d.jsonl", opts("sentence", "y"));
   ASSERT_EQ(j.examples.size(), 2u);
   EXPECT_EQ(j.examples[0].label, "1");  // integers become their decimal spelling
   EXPECT_EQ(j.examples[1].label, "neg");
@@ -115,7 +117,8 @@ TEST(LabelledReader, OneClearErrorPerBadRow) {
       {"text\tlabel\na\t1\n\nb\t0\n", "i.tsv", "i.tsv:3: empty row"},
       {"text\tlabel\na\t1\n \t0\n", "j.tsv", "j.tsv:3: column 'text' is empty"},
       {"text\tlabel\na\t1\nb\t\n", "j.tsv", "j.tsv:3: column 'label' is empty"},
-      {"text\tlabel\nok\t1\nbad \xC3\x28\t0\n", "k.tsv", "k.tsv:3: invalid UTF-8 (byte offset 4 of the line)"},
+      {"text\tlabel\nok\t1\nbad \xC3\x28\t0\n", "k.tsv",
+       "k.tsv:3: invalid UTF-8 (byte offset 4 of the line)"},
       {"text\tlabel\na\t1\tx\n", "l.tsv", "l.tsv:2: expected 2 fields, got 3"},
       {"text,label\n\"open,1\n", "m.csv", "m.csv:2: unterminated quoted field"},
       {"text,label\n\"a\"b,1\n", "m.csv", "m.csv:2: unexpected character 'b' after a closing quote"},
@@ -138,7 +141,8 @@ TEST(LabelledReader, OneClearErrorPerBadRow) {
     assign_label_ids(d, {"0", "1"});
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("q.tsv:3: label 'neutral' is not in the label set (0, 1)"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("q.tsv:3: label 'neutral' is not in the label set (0, 1)"),
+              std::string::npos)
         << e.what();
   }
   // An integer outside [0, k) is not an index either.

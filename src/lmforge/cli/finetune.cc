@@ -52,10 +52,12 @@ std::vector<std::string> tokenizer_files(const std::string& tokenizer_json) {
 
 std::string eval_line(const nlohmann::json& e) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "eval @ step %lld (epoch %.2f): loss %.4f | accuracy %.4f | macro-F1 %.4f | %lld examples, %.1fs",
-                (long long)e["step"].get<int64_t>(), e["epoch"].get<double>(), e["loss"].get<double>(),
-                e["accuracy"].get<double>(), e["macro_f1"].get<double>(), (long long)e["num_examples"].get<int64_t>(),
-                e["seconds"].get<double>());
+  std::snprintf(
+      buf, sizeof buf,
+      "eval @ step %lld (epoch %.2f): loss %.4f | accuracy %.4f | macro-F1 %.4f | %lld examples, %.1fs",
+      (long long)e["step"].get<int64_t>(), e["epoch"].get<double>(), e["loss"].get<double>(),
+      e["accuracy"].get<double>(), e["macro_f1"].get<double>(), (long long)e["num_examples"].get<int64_t>(),
+      e["seconds"].get<double>());
   return buf;
 }
 
@@ -74,7 +76,8 @@ int run_finetune(const FinetuneOptions& o) {
   if (fs::exists(cfg.run_dir) && !(fs::is_directory(cfg.run_dir) && fs::is_empty(cfg.run_dir)))
     fail(cfg.run_dir, ": run folder already exists and is not empty");
   if (cfg.init_from.empty() && cfg.model_config.empty())
-    recipe.fail_at("model", "set model.init_from (a HF folder; or --model DIR) or model.config (a config.json)");
+    recipe.fail_at("model",
+                   "set model.init_from (a HF folder; or --model DIR) or model.config (a config.json)");
   if (!cfg.init_from.empty() && !cfg.model_config.empty())
     recipe.fail_at("model", "set only one of model.init_from (--model) and model.config");
   const Device dev = parse_device(cfg.device);
@@ -83,13 +86,15 @@ int run_finetune(const FinetuneOptions& o) {
   // Tokenizer and data.
   std::string tok_path = cfg.tokenizer;
   if (tok_path.empty() && !cfg.init_from.empty()) tok_path = cfg.init_from + "/tokenizer.json";
-  if (tok_path.empty()) recipe.fail_at("model.tokenizer", "a fresh model needs a tokenizer (a tokenizer.json)");
+  if (tok_path.empty())
+    recipe.fail_at("model.tokenizer", "a fresh model needs a tokenizer (a tokenizer.json)");
   if (!fs::exists(tok_path))
     fail(tok_path, ": no tokenizer here", cfg.tokenizer.empty() ? " (set model.tokenizer)" : "");
   Tokenizer tok = Tokenizer::from_file(tok_path);
   LabelledData train = read_labelled(cfg.train_path, cfg.read);
   std::vector<std::string> names = cfg.label_names.empty() ? label_names_from(train) : cfg.label_names;
-  if (names.size() < 2) fail(cfg.train_path, ": only one label (", join(names), "); classification needs at least two");
+  if (names.size() < 2)
+    fail(cfg.train_path, ": only one label (", join(names), "); classification needs at least two");
   assign_label_ids(train, names);
   LabelledData eval;
   if (!cfg.eval_path.empty()) {
@@ -135,14 +140,18 @@ int run_finetune(const FinetuneOptions& o) {
   RunDir rd = RunDir::open(cfg.run_dir, RunDir::Mode::fresh);
   recipe.write_resolved(rd.config_path());
   std::printf("lmforge finetune: %s, %.2fM parameters (%.2fM trainable), device %s, compute %s, run %s\n",
-              model->architecture(), double(lm.store->num_params()) / 1e6, double(lm.store->num_trainable()) / 1e6,
-              dev.str().c_str(), std::string(dtype_name(compute)).c_str(), cfg.run_dir.c_str());
+              model->architecture(), double(lm.store->num_params()) / 1e6,
+              double(lm.store->num_trainable()) / 1e6, dev.str().c_str(),
+              std::string(dtype_name(compute)).c_str(), cfg.run_dir.c_str());
   if (!lm.missing_tensors.empty()) std::printf("newly initialized: %s\n", join(lm.missing_tensors).c_str());
-  if (!lm.unused_tensors.empty()) std::printf("not used from the checkpoint: %s\n", join(lm.unused_tensors).c_str());
-  std::printf("data: %zu train / %zu eval examples, labels [%s], max_length %lld (%lld train / %lld eval truncated), %s tokens\n",
-              data.train.size(), data.eval.size(), join(names).c_str(), (long long)cfg.encode.max_length,
-              (long long)train_stats.truncated, (long long)eval_stats.truncated,
-              format_si(double(train_stats.tokens)).c_str());
+  if (!lm.unused_tensors.empty())
+    std::printf("not used from the checkpoint: %s\n", join(lm.unused_tensors).c_str());
+  std::printf(
+      "data: %zu train / %zu eval examples, labels [%s], max_length %lld (%lld train / %lld eval truncated), "
+      "%s tokens\n",
+      data.train.size(), data.eval.size(), join(names).c_str(), (long long)cfg.encode.max_length,
+      (long long)train_stats.truncated, (long long)eval_stats.truncated,
+      format_si(double(train_stats.tokens)).c_str());
   std::fflush(stdout);
 
   MetricsLog metrics(rd.metrics_path());
@@ -164,17 +173,20 @@ int run_finetune(const FinetuneOptions& o) {
     metrics.write(ev);
     const std::string kind = ev["event"].get<std::string>();
     auto line = [&](const std::string& s) {
-      if (progress) progress->print_line(s);
-      else std::printf("%s\n", s.c_str());
+      if (progress)
+        progress->print_line(s);
+      else
+        std::printf("%s\n", s.c_str());
     };
     if (kind == "start") {
       char buf[320];
-      std::snprintf(buf, sizeof buf,
-                    "effective batch %lld = per_device_batch %lld x grad_accum %lld x world_size 1; %lld steps "
-                    "(%lld per epoch), warmup %lld",
-                    (long long)ev["effective_batch"].get<int64_t>(), (long long)ev["per_device_batch"].get<int64_t>(),
-                    (long long)ev["grad_accum"].get<int64_t>(), (long long)ev["total_steps"].get<int64_t>(),
-                    (long long)ev["steps_per_epoch"].get<int64_t>(), (long long)ev["warmup_steps"].get<int64_t>());
+      std::snprintf(
+          buf, sizeof buf,
+          "effective batch %lld = per_device_batch %lld x grad_accum %lld x world_size 1; %lld steps "
+          "(%lld per epoch), warmup %lld",
+          (long long)ev["effective_batch"].get<int64_t>(), (long long)ev["per_device_batch"].get<int64_t>(),
+          (long long)ev["grad_accum"].get<int64_t>(), (long long)ev["total_steps"].get<int64_t>(),
+          (long long)ev["steps_per_epoch"].get<int64_t>(), (long long)ev["warmup_steps"].get<int64_t>());
       line(buf);
     } else if (kind == "eval") {
       line(eval_line(ev));
@@ -185,10 +197,12 @@ int run_finetune(const FinetuneOptions& o) {
       line(buf);
     } else if (kind == "early_stop") {
       line("early stopping at step " + std::to_string(ev["step"].get<int64_t>()) + ": no improvement of " +
-           ev["metric"].get<std::string>() + " in " + std::to_string(ev["evals_without_improvement"].get<int64_t>()) +
-           " evaluations (best at step " + std::to_string(ev["best_step"].get<int64_t>()) + ")");
+           ev["metric"].get<std::string>() + " in " +
+           std::to_string(ev["evals_without_improvement"].get<int64_t>()) + " evaluations (best at step " +
+           std::to_string(ev["best_step"].get<int64_t>()) + ")");
     } else if (kind == "skipped_step") {
-      line("step " + std::to_string(ev["step"].get<int64_t>()) + ": non-finite loss or gradient norm, update skipped");
+      line("step " + std::to_string(ev["step"].get<int64_t>()) +
+           ": non-finite loss or gradient norm, update skipped");
     }
   };
   SeqClsTrainer trainer(cfg, *model, data, rd.path(), cb);
@@ -199,8 +213,11 @@ int run_finetune(const FinetuneOptions& o) {
   progress = std::make_unique<Progress>(po);
   SeqClsSummary s = trainer.train();
   progress->finish();
-  nlohmann::json results = {{"steps", s.steps}, {"early_stopped", s.early_stopped}, {"best_step", s.best_step},
-                            {"best_dir", s.best_dir}, {"metric", cfg.early_stopping.metric}};
+  nlohmann::json results = {{"steps", s.steps},
+                            {"early_stopped", s.early_stopped},
+                            {"best_step", s.best_step},
+                            {"best_dir", s.best_dir},
+                            {"metric", cfg.early_stopping.metric}};
   if (s.has_eval) results["best_eval"] = s.best_eval;
   write_file_atomic(rd.path() + "/results.json", results.dump(2) + "\n");
   if (s.has_eval && !s.best_eval.is_null())
@@ -220,12 +237,18 @@ Action setup_finetune(CLI::App& app) {
       ->required()
       ->type_name("TASK");
   add_recipe_options(app, o->recipe);
-  app.add_option("--model", o->model, "Start from this HF folder (overrides model.init_from)")->type_name("DIR");
-  app.add_option("--out", o->out, "Run folder to create (overrides run.dir), e.g. runs/sst2")->type_name("DIR");
+  app.add_option("--model", o->model, "Start from this HF folder (overrides model.init_from)")
+      ->type_name("DIR");
+  app.add_option("--out", o->out, "Run folder to create (overrides run.dir), e.g. runs/sst2")
+      ->type_name("DIR");
   app.add_option("--device", o->device, "cpu | cuda | cuda:N | auto (overrides run.device)");
-  set_examples(app, {"lmforge finetune --task seq-cls --config configs/finetune-sst2-tiny-mamba.toml --out runs/sst2-tiny",
-                     "lmforge finetune --task seq-cls -c configs/finetune-sst2-mamba-130m.toml --model hf/mamba-130m --out runs/sst2-130m",
-                     "lmforge finetune --task seq-cls -c configs/finetune-sst2-tiny-mamba.toml --set train.lr=3e-3 --set train.epochs=2 --out runs/x"});
+  set_examples(
+      app,
+      {"lmforge finetune --task seq-cls --config configs/finetune-sst2-tiny-mamba.toml --out runs/sst2-tiny",
+       "lmforge finetune --task seq-cls -c configs/finetune-sst2-mamba-130m.toml --model hf/mamba-130m --out "
+       "runs/sst2-130m",
+       "lmforge finetune --task seq-cls -c configs/finetune-sst2-tiny-mamba.toml --set train.lr=3e-3 --set "
+       "train.epochs=2 --out runs/x"});
   return [o]() { return run_finetune(*o); };
 }
 

@@ -58,7 +58,8 @@ LabelledData read_plain_lines(const std::string& path) {
   for_each_line(path, true, [&](std::string& line, int64_t no) {
     if (size_t bad = tok::find_invalid_utf8(line); bad != std::string::npos)
       fail(d.source, ":", no, ": invalid UTF-8 (byte offset ", bad, " of the line); expected UTF-8 text");
-    if (line.find_first_not_of(" \t") == std::string::npos) fail(d.source, ":", no, ": empty line (one text per line)");
+    if (line.find_first_not_of(" \t") == std::string::npos)
+      fail(d.source, ":", no, ": empty line (one text per line)");
     LabelledExample ex;
     ex.text = line;
     ex.line = no;
@@ -88,7 +89,8 @@ int run_predict(const PredictOptions& o) {
   auto* model = dynamic_cast<SequenceClassifier*>(lm.model.get());
   if (!model) fail(o.model, ": ", lm.model->architecture(), " is not a sequence classifier");
   if (!lm.missing_tensors.empty())
-    fail(o.model, ": not a fine-tuned classifier (", lm.missing_tensors.front(), " is missing from the checkpoint)");
+    fail(o.model, ": not a fine-tuned classifier (", lm.missing_tensors.front(),
+         " is missing from the checkpoint)");
   const nlohmann::json mc = model->hf_config();
   const std::vector<std::string> names = model_label_names(mc, model->num_labels(), o.model + "/config.json");
   Tokenizer tok = Tokenizer::from_file(tok_path);
@@ -107,8 +109,9 @@ int run_predict(const PredictOptions& o) {
   }
   SeqEncodeOptions eo;
   eo.max_length = o.max_length > 0 ? o.max_length : info.value("max_length", int64_t(512));
-  eo.truncation = parse_truncation(o.truncation.empty() ? info.value("truncation", std::string("longest_first")) : o.truncation,
-                                   "--truncation");
+  eo.truncation = parse_truncation(
+      o.truncation.empty() ? info.value("truncation", std::string("longest_first")) : o.truncation,
+      "--truncation");
   std::vector<EncodedExample> ex = encode_examples(tok, data, eo);
   const int64_t batch = o.batch > 0 ? o.batch : info.value("eval_batch", int64_t(32));
   const int64_t pad = info.value("pad_id", int64_t(0));
@@ -133,8 +136,8 @@ int run_predict(const PredictOptions& o) {
   }
   if (!o.label_column.empty()) {
     ClassificationReport rep = classification_report(truth, pred, model->num_labels());
-    std::fprintf(stderr, "%s: accuracy %.4f | macro-F1 %.4f | %lld examples\n%s", data.source.c_str(), rep.accuracy,
-                 rep.macro_f1, (long long)rep.num_examples, rep.format_table(names).c_str());
+    std::fprintf(stderr, "%s: accuracy %.4f | macro-F1 %.4f | %lld examples\n%s", data.source.c_str(),
+                 rep.accuracy, rep.macro_f1, (long long)rep.num_examples, rep.format_table(names).c_str());
     if (!o.metrics.empty()) write_file_atomic(o.metrics, rep.to_json(names).dump(2) + "\n");
   }
   return 0;
@@ -144,24 +147,35 @@ int run_predict(const PredictOptions& o) {
 
 Action setup_predict(CLI::App& app) {
   auto o = std::make_shared<PredictOptions>();
-  app.add_option("--model", o->model, "A fine-tuned classifier folder (e.g. runs/NAME/best)")->required()->type_name("DIR");
-  app.add_option("--input", o->input, "Input file, or - for stdin (default): one text per line, or CSV/TSV/JSONL with --text-column")
+  app.add_option("--model", o->model, "A fine-tuned classifier folder (e.g. runs/NAME/best)")
+      ->required()
+      ->type_name("DIR");
+  app.add_option(
+         "--input", o->input,
+         "Input file, or - for stdin (default): one text per line, or CSV/TSV/JSONL with --text-column")
       ->type_name("FILE");
   app.add_option("-o,--output", o->output, "Write the JSON lines here instead of stdout")->type_name("FILE");
-  app.add_option("--text-column", o->text_column, "Read CSV / TSV / JSONL input and take the text from this column");
-  app.add_option("--text-pair-column", o->text_pair_column, "Second text of a pair (CSV / TSV / JSONL input)");
-  app.add_option("--label-column", o->label_column, "Gold labels: print accuracy, macro-F1 and the confusion matrix on stderr");
+  app.add_option("--text-column", o->text_column,
+                 "Read CSV / TSV / JSONL input and take the text from this column");
+  app.add_option("--text-pair-column", o->text_pair_column,
+                 "Second text of a pair (CSV / TSV / JSONL input)");
+  app.add_option("--label-column", o->label_column,
+                 "Gold labels: print accuracy, macro-F1 and the confusion matrix on stderr");
   app.add_option("--format", o->format, "Input format: auto (by extension) | csv | tsv | jsonl")
       ->check(CLI::IsMember({"auto", "csv", "tsv", "jsonl"}));
-  app.add_option("--metrics", o->metrics, "With --label-column: also write the metrics as JSON here")->type_name("FILE");
-  app.add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: the one in --model)")->type_name("FILE");
+  app.add_option("--metrics", o->metrics, "With --label-column: also write the metrics as JSON here")
+      ->type_name("FILE");
+  app.add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: the one in --model)")
+      ->type_name("FILE");
   app.add_option("--batch", o->batch, "Batch size (default: the fine-tuning eval batch)");
   app.add_option("--max-length", o->max_length, "Max tokens per input (default: the fine-tuning max_length)");
-  app.add_option("--truncation", o->truncation, "longest_first | only_first | only_second | none (default: as fine-tuned)");
+  app.add_option("--truncation", o->truncation,
+                 "longest_first | only_first | only_second | none (default: as fine-tuned)");
   app.add_option("--device", o->device, "cpu | cuda | cuda:N | auto");
   app.add_flag("--no-probs", o->no_probs, "Leave the per-class probabilities out of the output");
   set_examples(app, {"echo 'a charming and often affecting journey' | lmforge predict --model runs/sst2/best",
-                     "lmforge predict --model runs/sst2/best --input data/sst2/dev.tsv --text-column text --label-column label > preds.jsonl"});
+                     "lmforge predict --model runs/sst2/best --input data/sst2/dev.tsv --text-column text "
+                     "--label-column label > preds.jsonl"});
   return [o]() { return run_predict(*o); };
 }
 

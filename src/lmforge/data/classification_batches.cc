@@ -33,10 +33,14 @@ Truncation parse_truncation(const std::string& name, const std::string& field) {
 
 const char* truncation_name(Truncation t) {
   switch (t) {
-    case Truncation::longest_first: return "longest_first";
-    case Truncation::only_first: return "only_first";
-    case Truncation::only_second: return "only_second";
-    case Truncation::none: return "none";
+    case Truncation::longest_first:
+      return "longest_first";
+    case Truncation::only_first:
+      return "only_first";
+    case Truncation::only_second:
+      return "only_second";
+    case Truncation::none:
+      return "none";
   }
   return "?";
 }
@@ -63,9 +67,10 @@ EncodedExample encode_one(const Tokenizer& tok, const std::string& text, const s
   return e;
 }
 
-std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const LabelledData& data, const SeqEncodeOptions& o,
-                                            EncodeStats* stats) {
-  if (o.truncation != Truncation::none && o.max_length < 1) fail("max_length: expected >= 1, got ", o.max_length);
+std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const LabelledData& data,
+                                            const SeqEncodeOptions& o, EncodeStats* stats) {
+  if (o.truncation != Truncation::none && o.max_length < 1)
+    fail("max_length: expected >= 1, got ", o.max_length);
   std::vector<EncodedExample> out(data.examples.size());
   EncodeStats st;
   SeqEncodeOptions untruncated = o;
@@ -90,12 +95,13 @@ std::vector<EncodedExample> encode_examples(const Tokenizer& tok, const Labelled
   return out;
 }
 
-ClassificationBatch make_batch(const std::vector<EncodedExample>& ex, const std::vector<int64_t>& order, int64_t begin,
-                               int64_t end, int64_t pad_id) {
+ClassificationBatch make_batch(const std::vector<EncodedExample>& ex, const std::vector<int64_t>& order,
+                               int64_t begin, int64_t end, int64_t pad_id) {
   LMF_CHECK(begin >= 0 && begin < end && end <= static_cast<int64_t>(order.size()), "batch range");
   const int64_t B = end - begin;
   int64_t T = 0;
-  for (int64_t r = begin; r < end; r++) T = std::max<int64_t>(T, static_cast<int64_t>(ex[size_t(order[size_t(r)])].ids.size()));
+  for (int64_t r = begin; r < end; r++)
+    T = std::max<int64_t>(T, static_cast<int64_t>(ex[size_t(order[size_t(r)])].ids.size()));
   std::vector<int64_t> ids(size_t(B * T), pad_id), mask(size_t(B * T), 0), types(size_t(B * T), 0);
   ClassificationBatch b;
   for (int64_t r = 0; r < B; r++) {
@@ -116,8 +122,14 @@ ClassificationBatch make_batch(const std::vector<EncodedExample>& ex, const std:
 }
 
 ClassificationBatcher::ClassificationBatcher(const std::vector<EncodedExample>& examples, int64_t batch_size,
-                                             int64_t pad_id, bool shuffle, uint64_t seed, bool group_by_length)
-    : ex_(examples), batch_size_(batch_size), pad_id_(pad_id), shuffle_(shuffle), group_(group_by_length), seed_(seed) {
+                                             int64_t pad_id, bool shuffle, uint64_t seed,
+                                             bool group_by_length)
+    : ex_(examples),
+      batch_size_(batch_size),
+      pad_id_(pad_id),
+      shuffle_(shuffle),
+      group_(group_by_length),
+      seed_(seed) {
   if (batch_size < 1) fail("batch size: expected >= 1, got ", batch_size);
   if (group_by_length && !shuffle) fail("group_by_length needs shuffling (it is for training batches)");
   start_epoch(0);
@@ -144,7 +156,8 @@ void ClassificationBatcher::start_epoch(int64_t epoch) {
   std::vector<int64_t> reordered;
   reordered.reserve(order_.size());
   for (int64_t bi : batches)
-    reordered.insert(reordered.end(), order_.begin() + bi * batch_size_, order_.begin() + (bi + 1) * batch_size_);
+    reordered.insert(reordered.end(), order_.begin() + bi * batch_size_,
+                     order_.begin() + (bi + 1) * batch_size_);
   reordered.insert(reordered.end(), order_.begin() + full * batch_size_, order_.end());
   order_ = std::move(reordered);
 }
@@ -155,7 +168,8 @@ int64_t ClassificationBatcher::num_batches() const {
 
 ClassificationBatch ClassificationBatcher::batch(int64_t i) const {
   if (i < 0 || i >= num_batches()) fail("batch index ", i, " outside [0, ", num_batches(), ")");
-  const int64_t begin = i * batch_size_, end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(ex_.size()));
+  const int64_t begin = i * batch_size_,
+                end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(ex_.size()));
   return make_batch(ex_, order_, begin, end, pad_id_);
 }
 

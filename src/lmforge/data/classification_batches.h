@@ -27,7 +27,8 @@
 
 namespace lmf {
 
-// "longest_first" (or "true"), "only_first", "only_second", "none" (or "false"); throws lmf::Error naming `field`.
+// "longest_first" (or "true"), "only_first", "only_second", "none" (or "false"); throws lmf::Error naming
+// `field`.
 Truncation parse_truncation(const std::string& name, const std::string& field);
 const char* truncation_name(Truncation t);
 
@@ -77,7 +78,7 @@ class ClassificationBatcher {
 
   // Fixes the example order of `epoch` (0-based). The constructor starts epoch 0.
   void start_epoch(int64_t epoch);
-  int64_t num_batches() const;  // ceil(examples / batch_size); the last batch may be smaller
+  int64_t num_batches() const;                 // ceil(examples / batch_size); the last batch may be smaller
   ClassificationBatch batch(int64_t i) const;  // the i-th batch of the current epoch
   const std::vector<int64_t>& order() const { return order_; }
 

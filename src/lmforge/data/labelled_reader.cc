@@ -23,7 +23,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 bool is_blank(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -36,7 +37,8 @@ std::string join(const std::vector<std::string>& v) {
 void check_utf8(std::string_view content, const std::string& source) {
   const size_t bad = tok::find_invalid_utf8(content);
   if (bad == std::string_view::npos) return;
-  const int64_t line = 1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+  const int64_t line =
+      1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
   const size_t line_start = content.rfind('\n', bad == 0 ? 0 : bad - 1);
   const size_t col = line_start == std::string_view::npos || bad == 0 ? bad : bad - line_start - 1;
   fail(source, ":", line, ": invalid UTF-8 (byte offset ", col, " of the line); expected UTF-8 text");
@@ -86,7 +88,8 @@ std::vector<Record> split_delimited(std::string_view s, char sep, bool quoting, 
         }
         if (i < n && s[i] == '\r' && (i + 1 == n || s[i + 1] == '\n')) ++i;
         if (i < n && s[i] != sep && s[i] != '\n')
-          fail(source, ":", line, ": unexpected character '", s[i], "' after a closing quote (expected the separator or the end of the row)");
+          fail(source, ":", line, ": unexpected character '", s[i],
+               "' after a closing quote (expected the separator or the end of the row)");
       } else {
         while (i < n && s[i] != sep && s[i] != '\n') field.push_back(s[i++]);
         if (!field.empty() && field.back() == '\r' && (i == n || s[i] == '\n')) field.pop_back();
@@ -121,9 +124,12 @@ int find_column(const std::vector<std::string>& names, const std::string& want, 
 void set_field(LabelledExample& ex, std::string value, const std::string& column, int which,
                const std::string& source) {
   if (is_blank(value)) fail(source, ":", ex.line, ": column '", column, "' is empty");
-  if (which == 0) ex.text = std::move(value);
-  else if (which == 1) ex.text_pair = std::move(value);
-  else ex.label = std::move(value);
+  if (which == 0)
+    ex.text = std::move(value);
+  else if (which == 1)
+    ex.text_pair = std::move(value);
+  else
+    ex.label = std::move(value);
 }
 
 LabelledData parse_delimited(std::string_view content, const std::string& source, char sep,
@@ -139,7 +145,8 @@ LabelledData parse_delimited(std::string_view content, const std::string& source
     first = 1;
     std::set<std::string> seen;
     for (const auto& nm : names)
-      if (!seen.insert(nm).second) fail(source, ":", recs[0].line, ": column '", nm, "' appears twice in the header");
+      if (!seen.insert(nm).second)
+        fail(source, ":", recs[0].line, ": column '", nm, "' appears twice in the header");
   } else {
     for (size_t c = 0; c < recs[0].fields.size(); c++) names.push_back(std::to_string(c));
   }
@@ -153,7 +160,8 @@ LabelledData parse_delimited(std::string_view content, const std::string& source
     Record& rec = recs[r];
     if (rec.fields.size() != names.size())
       fail(source, ":", rec.line, ": expected ", names.size(), " fields, got ", rec.fields.size(),
-           sep == '\t' ? " (fields are separated by tabs)" : " (fields are separated by commas; quote fields that contain one)");
+           sep == '\t' ? " (fields are separated by tabs)"
+                       : " (fields are separated by commas; quote fields that contain one)");
     LabelledExample ex;
     ex.line = rec.line;
     set_field(ex, std::move(rec.fields[size_t(col.text)]), o.text_column, 0, source);
@@ -164,14 +172,14 @@ LabelledData parse_delimited(std::string_view content, const std::string& source
   return d;
 }
 
-std::string json_text(const nlohmann::json& obj, const std::string& column, const std::string& source, int64_t line,
-                      bool allow_int) {
+std::string json_text(const nlohmann::json& obj, const std::string& column, const std::string& source,
+                      int64_t line, bool allow_int) {
   auto it = obj.find(column);
   if (it == obj.end()) fail(source, ":", line, ": no column '", column, "' in this object");
   if (it->is_string()) return it->get<std::string>();
   if (allow_int && it->is_number_integer()) return std::to_string(it->get<int64_t>());
-  fail(source, ":", line, ": column '", column, "': expected a string", allow_int ? " or an integer" : "", ", got ",
-       it->type_name());
+  fail(source, ":", line, ": column '", column, "': expected a string", allow_int ? " or an integer" : "",
+       ", got ", it->type_name());
 }
 
 LabelledData parse_jsonl(std::string_view content, const std::string& source, const LabelledReadOptions& o) {
@@ -225,7 +233,8 @@ std::string resolve_labelled_format(const std::string& format, const std::string
   fail(path, ": cannot tell the format from the file name; give it explicitly (csv, tsv or jsonl)");
 }
 
-LabelledData parse_labelled(std::string_view content, const std::string& source, const LabelledReadOptions& o) {
+LabelledData parse_labelled(std::string_view content, const std::string& source,
+                            const LabelledReadOptions& o) {
   const std::string fmt = resolve_labelled_format(o.format, source);
   if (o.text_column.empty()) fail(source, ": the text column name is empty");
   if (content.size() >= 3 && static_cast<unsigned char>(content[0]) == 0xEF &&
@@ -257,7 +266,8 @@ LabelledData read_labelled(const std::string& path, const LabelledReadOptions& o
 std::vector<std::string> label_names_from(const LabelledData& d) {
   std::set<std::string> seen;
   for (const auto& ex : d.examples) seen.insert(ex.label);
-  if (seen.empty() || (seen.size() == 1 && seen.begin()->empty())) fail(d.source, ": no labels to build the label set from");
+  if (seen.empty() || (seen.size() == 1 && seen.begin()->empty()))
+    fail(d.source, ": no labels to build the label set from");
   std::vector<std::string> names(seen.begin(), seen.end());
   bool all_int = true;
   int64_t v = 0;
@@ -277,7 +287,8 @@ void assign_label_ids(LabelledData& d, const std::vector<std::string>& names) {
   std::map<std::string, int32_t> index;
   for (size_t k = 0; k < names.size(); k++) {
     if (names[k].empty()) fail("label names: name ", k, " is empty");
-    if (!index.emplace(names[k], static_cast<int32_t>(k)).second) fail("label names: '", names[k], "' appears twice");
+    if (!index.emplace(names[k], static_cast<int32_t>(k)).second)
+      fail("label names: '", names[k], "' appears twice");
   }
   for (auto& ex : d.examples) {
     auto it = index.find(ex.label);

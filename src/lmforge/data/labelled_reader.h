@@ -28,7 +28,7 @@ namespace lmf {
 struct LabelledReadOptions {
   std::string format = "auto";  // auto (by extension: .csv, .tsv/.tab, .jsonl/.json/.ndjson), csv, tsv, jsonl
   std::string text_column = "text";
-  std::string text_pair_column;       // "" = single sentences
+  std::string text_pair_column;        // "" = single sentences
   std::string label_column = "label";  // "" = no labels (prediction input)
   bool header = true;                  // csv/tsv only
   bool quoting = true;                 // csv/tsv only
@@ -53,7 +53,8 @@ std::string resolve_labelled_format(const std::string& format, const std::string
 // Reads a whole file ("-" = standard input, named "<stdin>" in messages).
 LabelledData read_labelled(const std::string& path, const LabelledReadOptions& options);
 // Parses in-memory content; `source` names it in messages and picks the format when auto.
-LabelledData parse_labelled(std::string_view content, const std::string& source, const LabelledReadOptions& options);
+LabelledData parse_labelled(std::string_view content, const std::string& source,
+                            const LabelledReadOptions& options);
 
 // The label set seen in `data`, sorted: numerically when every label is an integer
 // ("2" < "10"), else by byte order. Throws when data has no labels.

@@ -11,8 +11,8 @@ namespace {
 double ratio(int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 0.0; }
 }  // namespace
 
-ClassificationReport classification_report(const std::vector<int32_t>& y_true, const std::vector<int32_t>& y_pred,
-                                           int64_t k) {
+ClassificationReport classification_report(const std::vector<int32_t>& y_true,
+                                           const std::vector<int32_t>& y_pred, int64_t k) {
   if (k < 1) fail("[metrics] num_classes must be >= 1, got ", k);
   if (y_true.size() != y_pred.size())
     fail("[metrics] y_true has ", y_true.size(), " entries but y_pred has ", y_pred.size());
@@ -51,12 +51,15 @@ ClassificationReport classification_report(const std::vector<int32_t>& y_true, c
 nlohmann::json ClassificationReport::to_json(const std::vector<std::string>& names) const {
   if (names.size() != per_class.size())
     fail("[metrics] ", names.size(), " label names for ", per_class.size(), " classes");
-  nlohmann::json j = {{"accuracy", accuracy},   {"macro_f1", macro_f1},         {"macro_precision", macro_precision},
-                      {"macro_recall", macro_recall}, {"weighted_f1", weighted_f1}, {"num_examples", num_examples}};
+  nlohmann::json j = {
+      {"accuracy", accuracy},         {"macro_f1", macro_f1},       {"macro_precision", macro_precision},
+      {"macro_recall", macro_recall}, {"weighted_f1", weighted_f1}, {"num_examples", num_examples}};
   nlohmann::json pc = nlohmann::json::object();
   for (size_t c = 0; c < names.size(); c++)
-    pc[names[c]] = {{"precision", per_class[c].precision}, {"recall", per_class[c].recall},
-                    {"f1", per_class[c].f1}, {"support", per_class[c].support}};
+    pc[names[c]] = {{"precision", per_class[c].precision},
+                    {"recall", per_class[c].recall},
+                    {"f1", per_class[c].f1},
+                    {"support", per_class[c].support}};
   j["per_class"] = pc;
   j["labels"] = names;
   j["confusion_matrix"] = confusion;
@@ -73,15 +76,16 @@ std::string ClassificationReport::format_table(const std::vector<std::string>& n
   std::snprintf(buf, sizeof buf, "%*s  %9s  %9s  %9s  %9s\n", w, "", "precision", "recall", "f1", "support");
   s += buf;
   for (size_t c = 0; c < names.size(); c++) {
-    std::snprintf(buf, sizeof buf, "%*s  %9.4f  %9.4f  %9.4f  %9lld\n", w, names[c].c_str(), per_class[c].precision,
-                  per_class[c].recall, per_class[c].f1, static_cast<long long>(per_class[c].support));
+    std::snprintf(buf, sizeof buf, "%*s  %9.4f  %9.4f  %9.4f  %9lld\n", w, names[c].c_str(),
+                  per_class[c].precision, per_class[c].recall, per_class[c].f1,
+                  static_cast<long long>(per_class[c].support));
     s += buf;
   }
   std::snprintf(buf, sizeof buf, "%*s  %9s  %9s  %9.4f  %9lld\n", w, "accuracy", "", "", accuracy,
                 static_cast<long long>(num_examples));
   s += buf;
-  std::snprintf(buf, sizeof buf, "%*s  %9.4f  %9.4f  %9.4f  %9lld\n", w, "macro avg", macro_precision, macro_recall,
-                macro_f1, static_cast<long long>(num_examples));
+  std::snprintf(buf, sizeof buf, "%*s  %9.4f  %9.4f  %9.4f  %9lld\n", w, "macro avg", macro_precision,
+                macro_recall, macro_f1, static_cast<long long>(num_examples));
   s += buf;
   std::snprintf(buf, sizeof buf, "%*s  %9s  %9s  %9.4f  %9lld\n", w, "weighted avg", "", "", weighted_f1,
                 static_cast<long long>(num_examples));

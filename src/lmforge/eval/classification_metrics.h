@@ -22,8 +22,8 @@ struct ClassMetrics {
 struct ClassificationReport {
   int64_t num_examples = 0;
   double accuracy = 0, macro_precision = 0, macro_recall = 0, macro_f1 = 0, weighted_f1 = 0;
-  std::vector<ClassMetrics> per_class;             // [k]
-  std::vector<std::vector<int64_t>> confusion;     // [k][k], rows = true class
+  std::vector<ClassMetrics> per_class;          // [k]
+  std::vector<std::vector<int64_t>> confusion;  // [k][k], rows = true class
 
   // {"accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "num_examples",
   //  "per_class": {name: {precision, recall, f1, support}}, "labels": [names],
@@ -36,7 +36,7 @@ struct ClassificationReport {
 
 // y_true and y_pred: same length, values in [0, num_classes) (else lmf::Error "[metrics] ...").
 // An empty input gives zeros everywhere.
-ClassificationReport classification_report(const std::vector<int32_t>& y_true, const std::vector<int32_t>& y_pred,
-                                           int64_t num_classes);
+ClassificationReport classification_report(const std::vector<int32_t>& y_true,
+                                           const std::vector<int32_t>& y_pred, int64_t num_classes);
 
 }  // namespace lmf

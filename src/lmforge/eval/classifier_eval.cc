@@ -8,9 +8,9 @@
 
 namespace lmf {
 
-std::vector<std::vector<float>> classifier_logits(SequenceClassifier& model, const std::vector<EncodedExample>& ex,
-                                                  int64_t batch_size, int64_t pad_id,
-                                                  void (*on_batch)(int64_t, int64_t)) {
+std::vector<std::vector<float>> classifier_logits(SequenceClassifier& model,
+                                                  const std::vector<EncodedExample>& ex, int64_t batch_size,
+                                                  int64_t pad_id, void (*on_batch)(int64_t, int64_t)) {
   autograd::NoGradGuard ng;
   ClassificationBatcher batcher(ex, batch_size, pad_id, /*shuffle=*/false, 0);
   const int64_t C = model.num_labels();
@@ -30,11 +30,12 @@ std::vector<std::vector<float>> classifier_logits(SequenceClassifier& model, con
   return out;
 }
 
-ClassifierEval evaluate_classifier(SequenceClassifier& model, const std::vector<EncodedExample>& ex, int64_t batch_size,
-                                   int64_t pad_id, const std::vector<double>& w) {
+ClassifierEval evaluate_classifier(SequenceClassifier& model, const std::vector<EncodedExample>& ex,
+                                   int64_t batch_size, int64_t pad_id, const std::vector<double>& w) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t C = model.num_labels();
-  if (!w.empty() && static_cast<int64_t>(w.size()) != C) fail("[eval] ", w.size(), " class weights for ", C, " labels");
+  if (!w.empty() && static_cast<int64_t>(w.size()) != C)
+    fail("[eval] ", w.size(), " class weights for ", C, " labels");
   ClassifierEval r;
   std::vector<std::vector<float>> logits = classifier_logits(model, ex, batch_size, pad_id);
   std::vector<int32_t> truth(ex.size());

@@ -16,7 +16,8 @@ namespace lmf {
 // Logits [n][C] (f32, host) of every example in order, batches of `batch_size` (>= 1) right-
 // padded with pad_id, no gradient, eval mode (no dropout). `on_batch(done, total)` (optional)
 // reports progress after each batch.
-std::vector<std::vector<float>> classifier_logits(SequenceClassifier& model, const std::vector<EncodedExample>& examples,
+std::vector<std::vector<float>> classifier_logits(SequenceClassifier& model,
+                                                  const std::vector<EncodedExample>& examples,
                                                   int64_t batch_size, int64_t pad_id,
                                                   void (*on_batch)(int64_t, int64_t) = nullptr);
 
@@ -31,6 +32,7 @@ struct ClassifierEval {
 // Evaluates labelled examples (every label in [0, C), else lmf::Error). class_weights: empty
 // (all 1) or one per class.
 ClassifierEval evaluate_classifier(SequenceClassifier& model, const std::vector<EncodedExample>& examples,
-                                   int64_t batch_size, int64_t pad_id, const std::vector<double>& class_weights);
+                                   int64_t batch_size, int64_t pad_id,
+                                   const std::vector<double>& class_weights);
 
 }  // namespace lmf

@@ -41,7 +41,8 @@ std::vector<std::string> id2label_names(const nlohmann::json& j, const std::stri
     } catch (const std::exception&) {
       fail(src, ": id2label: key '", it.key(), "' is not a label id");
     }
-    if (id >= m.size() || seen[id]) fail(src, ": id2label: ids must be 0..", m.size() - 1, " once each, got '", it.key(), "'");
+    if (id >= m.size() || seen[id])
+      fail(src, ": id2label: ids must be 0..", m.size() - 1, " once each, got '", it.key(), "'");
     if (!it.value().is_string()) fail(src, ": id2label['", it.key(), "']: expected a string");
     names[id] = it.value().get<std::string>();
     seen[id] = true;
@@ -73,7 +74,8 @@ void MambaForSequenceClassification::set_label_names(const std::vector<std::stri
     fail("MambaForSequenceClassification: ", names.size(), " label names for ", num_labels_, " labels");
   std::set<std::string> seen;
   for (const auto& n : names)
-    if (n.empty() || !seen.insert(n).second) fail("MambaForSequenceClassification: label names must be unique and non-empty");
+    if (n.empty() || !seen.insert(n).second)
+      fail("MambaForSequenceClassification: label names must be unique and non-empty");
   label_names_ = names;
 }
 
@@ -116,11 +118,12 @@ Tensor MambaForSequenceClassification::classify(const TokenBatch& batch, const F
   // One packed row; seq_idx changes at every sequence start, resetting scan state and conv window.
   std::vector<int32_t> seq(static_cast<size_t>(N));
   for (int64_t b = 0; b < r.batch; b++)
-    for (int32_t i = r.cu_seqlens[size_t(b)]; i < r.cu_seqlens[size_t(b) + 1]; i++) seq[size_t(i)] = int32_t(b);
+    for (int32_t i = r.cu_seqlens[size_t(b)]; i < r.cu_seqlens[size_t(b) + 1]; i++)
+      seq[size_t(i)] = int32_t(b);
   const Device dev = store_.device();
   Tensor ids = to_index_tensor(r.ids, dev).view({1, N});
   Tensor seq_idx = Tensor::from_vector<int32_t>(seq, {1, N}, dev);
-  Tensor h = backbone_.forward_hidden(ids, seq_idx, options.recompute);  // [1, N, H]
+  Tensor h = backbone_.forward_hidden(ids, seq_idx, options.recompute);                   // [1, N, H]
   Tensor pooled = pool_sequences(h.view({N, cfg_.hidden_size}), r.cu_seqlens, pooling_);  // [B, H]
   if (options.training && dropout_ > 0) {
     if (!options.gen) fail("[mamba_seq_cls] training with classifier_dropout > 0 needs a dropout generator");
@@ -137,8 +140,8 @@ double MambaForSequenceClassification::train_flops_per_token(int64_t seq_len) co
   return backbone_.train_flops_per_token(seq_len) - lm_head;
 }
 
-std::unique_ptr<HfModel> make_mamba_task_model(const nlohmann::json& j, const std::string& src, ParamStore& store,
-                                               const TaskModelRequest& req) {
+std::unique_ptr<HfModel> make_mamba_task_model(const nlohmann::json& j, const std::string& src,
+                                               ParamStore& store, const TaskModelRequest& req) {
   std::string arch;
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string())
@@ -159,7 +162,9 @@ std::unique_ptr<HfModel> make_mamba_task_model(const nlohmann::json& j, const st
       fail(src, ": num_labels ", config_labels, " contradicts id2label (", names.size(), " labels)");
   }
   int64_t k = req.num_labels > 0 ? req.num_labels : config_labels;
-  if (k < 1) fail(src, ": the number of labels is unknown (no num_labels / id2label in the config and none requested)");
+  if (k < 1)
+    fail(src,
+         ": the number of labels is unknown (no num_labels / id2label in the config and none requested)");
   if (is_cls && config_labels > 0 && req.num_labels > 0 && req.num_labels != config_labels)
     fail(src, ": this classifier has ", config_labels, " labels but ", req.num_labels,
          " were requested (fine-tune from its base model instead, or keep the label set)");
@@ -170,7 +175,8 @@ std::unique_ptr<HfModel> make_mamba_task_model(const nlohmann::json& j, const st
   if (j.contains("classifier_dropout") && !j["classifier_dropout"].is_null()) {
     if (!j["classifier_dropout"].is_number()) fail(src, ": classifier_dropout: expected a number or null");
     dropout = j["classifier_dropout"].get<double>();
-    if (!(dropout >= 0 && dropout < 1)) fail(src, ": classifier_dropout: expected a value in [0, 1), got ", dropout);
+    if (!(dropout >= 0 && dropout < 1))
+      fail(src, ": classifier_dropout: expected a value in [0, 1), got ", dropout);
   }
   auto m = std::make_unique<MambaForSequenceClassification>(cfg, k, pooling, dropout, store);
   if (static_cast<int64_t>(names.size()) == k) m->set_label_names(names);

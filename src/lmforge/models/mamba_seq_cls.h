@@ -44,8 +44,12 @@ class MambaForSequenceClassification : public SequenceClassifier {
   const char* architecture() const override { return "MambaForSequenceClassification"; }
   ParamStore& params() override { return store_; }
   nlohmann::json hf_config() const override;
-  std::vector<std::string> hf_optional_on_load() const override { return {"classifier.weight", "classifier.bias"}; }
-  std::map<std::string, std::string> hf_renames_on_load() const override { return backbone_.hf_renames_on_load(); }
+  std::vector<std::string> hf_optional_on_load() const override {
+    return {"classifier.weight", "classifier.bias"};
+  }
+  std::map<std::string, std::string> hf_renames_on_load() const override {
+    return backbone_.hf_renames_on_load();
+  }
   void init_weights(Generator& gen) override;
   // Logits [B, C] f32.
   Tensor forward_output(const TokenBatch& batch, const ForwardOptions& options) override {

@@ -40,12 +40,14 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r) {
   c.read.header = r.get<bool>("data.header", true);
   c.read.quoting = r.get<bool>("data.quoting", true);
   if (c.read.text_column.empty()) r.fail_at("data.text_column", "expected a column name");
-  if (c.read.label_column.empty()) r.fail_at("data.label_column", "expected a column name (training needs labels)");
+  if (c.read.label_column.empty())
+    r.fail_at("data.label_column", "expected a column name (training needs labels)");
   c.label_names = r.get<std::vector<std::string>>("data.labels", {});
   c.encode.max_length = r.get<int64_t>("data.max_length", 128);
   require_positive(r, "data.max_length", c.encode.max_length);
   try {
-    c.encode.truncation = parse_truncation(r.get<std::string>("data.truncation", "longest_first"), "truncation");
+    c.encode.truncation =
+        parse_truncation(r.get<std::string>("data.truncation", "longest_first"), "truncation");
   } catch (const OverrideError&) {
     throw;
   } catch (const Error& e) {
@@ -72,7 +74,8 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r) {
   c.eval_batch = r.get<int64_t>("train.eval_batch", c.per_device_batch);
   require_positive(r, "train.eval_batch", c.eval_batch);
   c.warmup_ratio = r.get<double>("train.warmup_ratio", 0.06);
-  if (!(c.warmup_ratio >= 0 && c.warmup_ratio <= 1)) r.fail_at("train.warmup_ratio", "expected a number in [0, 1]");
+  if (!(c.warmup_ratio >= 0 && c.warmup_ratio <= 1))
+    r.fail_at("train.warmup_ratio", "expected a number in [0, 1]");
   const std::string sched = r.get_choice("train.schedule", "linear", {"linear", "cosine", "wsd", "constant"});
   c.schedule = parse_lr_schedule_kind(sched);
   c.lr_min = r.get<double>("train.lr_min", 0.0);
@@ -93,9 +96,13 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r) {
 
   if (r.has("train.class_weights")) {
     if (auto s = find_string_or_nothing(r, "train.class_weights")) {
-      if (*s == "none") c.class_weights.mode = ClassWeightsSpec::Mode::none;
-      else if (*s == "balanced") c.class_weights.mode = ClassWeightsSpec::Mode::balanced;
-      else r.fail_at("train.class_weights", "expected \"none\", \"balanced\" or a list of numbers, got '" + *s + "'");
+      if (*s == "none")
+        c.class_weights.mode = ClassWeightsSpec::Mode::none;
+      else if (*s == "balanced")
+        c.class_weights.mode = ClassWeightsSpec::Mode::balanced;
+      else
+        r.fail_at("train.class_weights",
+                  "expected \"none\", \"balanced\" or a list of numbers, got '" + *s + "'");
     } else {
       std::optional<std::vector<double>> w;
       try {
@@ -109,13 +116,15 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r) {
       c.class_weights.given = *w;
       if (w->empty()) r.fail_at("train.class_weights", "expected one weight per label, got an empty list");
       for (double x : *w)
-        if (!(x > 0) || !std::isfinite(x)) r.fail_at("train.class_weights", "every weight must be a positive number");
+        if (!(x > 0) || !std::isfinite(x))
+          r.fail_at("train.class_weights", "every weight must be a positive number");
     }
   }
 
   if (r.has("train.eval_every")) {
     if (auto s = find_string_or_nothing(r, "train.eval_every")) {
-      if (*s != "epoch") r.fail_at("train.eval_every", "expected \"epoch\" or a number of steps, got '" + *s + "'");
+      if (*s != "epoch")
+        r.fail_at("train.eval_every", "expected \"epoch\" or a number of steps, got '" + *s + "'");
     } else {
       std::optional<int64_t> n;
       try {
@@ -136,11 +145,13 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r) {
   c.dropout = r.get<bool>("train.dropout", true);
   c.recompute = r.get<bool>("train.recompute", false);
 
-  c.early_stopping.metric = r.get_choice("train.early_stopping.metric", "accuracy", {"accuracy", "macro_f1", "loss"});
+  c.early_stopping.metric =
+      r.get_choice("train.early_stopping.metric", "accuracy", {"accuracy", "macro_f1", "loss"});
   c.early_stopping.patience = r.get<int64_t>("train.early_stopping.patience", 0);
   if (c.early_stopping.patience < 0) r.fail_at("train.early_stopping.patience", "expected >= 0 (0: off)");
   c.early_stopping.min_delta = r.get<double>("train.early_stopping.min_delta", 0.0);
-  if (!(c.early_stopping.min_delta >= 0)) r.fail_at("train.early_stopping.min_delta", "expected a number >= 0");
+  if (!(c.early_stopping.min_delta >= 0))
+    r.fail_at("train.early_stopping.min_delta", "expected a number >= 0");
   if (c.early_stopping.patience > 0 && c.eval_path.empty())
     r.fail_at("train.early_stopping.patience", "early stopping needs evaluation data (data.eval)");
   return c;
@@ -150,7 +161,8 @@ std::vector<double> resolve_class_weights(const ClassWeightsSpec& spec, const st
                                           const std::vector<std::string>& names) {
   const size_t k = counts.size();
   switch (spec.mode) {
-    case ClassWeightsSpec::Mode::none: return std::vector<double>(k, 1.0);
+    case ClassWeightsSpec::Mode::none:
+      return std::vector<double>(k, 1.0);
     case ClassWeightsSpec::Mode::given:
       if (spec.given.size() != k)
         fail("train.class_weights: ", spec.given.size(), " weights for ", k, " labels");

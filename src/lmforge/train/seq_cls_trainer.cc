@@ -30,8 +30,8 @@ double metric_of(const ClassifierEval& e, const std::string& metric) {
 }
 }  // namespace
 
-void export_classifier(SequenceClassifier& model, const std::string& dir, const std::vector<std::string>& extra_files,
-                       const nlohmann::json& info) {
+void export_classifier(SequenceClassifier& model, const std::string& dir,
+                       const std::vector<std::string>& extra_files, const nlohmann::json& info) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
@@ -75,7 +75,8 @@ SeqClsTrainer::SeqClsTrainer(const FinetuneConfig& cfg, SequenceClassifier& mode
 
 SeqClsTrainer::~SeqClsTrainer() = default;
 
-double SeqClsTrainer::run_step(ClassificationBatcher& batcher, int64_t first, int64_t n_micro, int64_t* tokens) {
+double SeqClsTrainer::run_step(ClassificationBatcher& batcher, int64_t first, int64_t n_micro,
+                               int64_t* tokens) {
   ParamStore& ps = model_.params();
   const Device dev = ps.device();
   bool weighted = false;
@@ -141,7 +142,8 @@ SeqClsSummary SeqClsTrainer::train() {
   ParamStore& ps = model_.params();
   const int64_t T = ps.num_trainable();
   const bool has_eval = !data_.eval.empty();
-  ClassificationBatcher batcher(data_.train, cfg_.per_device_batch, data_.pad_id, true, cfg_.seed, cfg_.group_by_length);
+  ClassificationBatcher batcher(data_.train, cfg_.per_device_batch, data_.pad_id, true, cfg_.seed,
+                                cfg_.group_by_length);
   EarlyStopper stopper(cfg_.early_stopping);
   SeqClsSummary sum;
   sum.has_eval = has_eval;
@@ -156,7 +158,8 @@ SeqClsSummary SeqClsTrainer::train() {
                   {"grad_accum", cfg_.grad_accum},
                   {"world_size", 1},
                   {"effective_batch", effective_batch()},
-                  {"epochs", cfg_.max_steps > 0 ? double(total_steps_) / double(steps_per_epoch_) : double(cfg_.epochs)},
+                  {"epochs", cfg_.max_steps > 0 ? double(total_steps_) / double(steps_per_epoch_)
+                                                : double(cfg_.epochs)},
                   {"steps_per_epoch", steps_per_epoch_},
                   {"total_steps", total_steps_},
                   {"warmup_steps", schedule_.warmup_steps},
@@ -226,15 +229,21 @@ SeqClsSummary SeqClsTrainer::train() {
           sum.best_metric = stopper.best();
           sum.best_step = step_;
           if (cb_.on_event)
-            cb_.on_event({{"event", "best"}, {"step", step_}, {"metric", cfg_.early_stopping.metric},
-                          {"value", stopper.best()}, {"path", sum.best_dir}});
+            cb_.on_event({{"event", "best"},
+                          {"step", step_},
+                          {"metric", cfg_.early_stopping.metric},
+                          {"value", stopper.best()},
+                          {"path", sum.best_dir}});
         }
         if (d.stop) {
           stop = true;
           sum.early_stopped = true;
           if (cb_.on_event)
-            cb_.on_event({{"event", "early_stop"}, {"step", step_}, {"metric", cfg_.early_stopping.metric},
-                          {"best", stopper.best()}, {"best_step", sum.best_step},
+            cb_.on_event({{"event", "early_stop"},
+                          {"step", step_},
+                          {"metric", cfg_.early_stopping.metric},
+                          {"best", stopper.best()},
+                          {"best_step", sum.best_step},
                           {"evals_without_improvement", stopper.evals_without_improvement()}});
         }
       }
@@ -250,8 +259,13 @@ SeqClsSummary SeqClsTrainer::train() {
   }
   sum.steps = step_;
   if (cb_.on_event)
-    cb_.on_event({{"event", "done"}, {"step", step_}, {"seconds", seconds_since(t_start)}, {"tokens", tokens},
-                  {"early_stopped", sum.early_stopped}, {"best_step", sum.best_step}, {"best_dir", sum.best_dir}});
+    cb_.on_event({{"event", "done"},
+                  {"step", step_},
+                  {"seconds", seconds_since(t_start)},
+                  {"tokens", tokens},
+                  {"early_stopped", sum.early_stopped},
+                  {"best_step", sum.best_step},
+                  {"best_dir", sum.best_dir}});
   return sum;
 }
 

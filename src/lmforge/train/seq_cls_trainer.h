@@ -39,7 +39,7 @@ namespace lmf {
 struct SeqClsData {
   std::vector<EncodedExample> train, eval;  // labels assigned
   std::vector<std::string> label_names;
-  std::vector<double> class_weights;        // one per label
+  std::vector<double> class_weights;  // one per label
   int64_t pad_id = 0;
   std::vector<std::string> tokenizer_files;  // copied into every exported model folder
 };
@@ -96,7 +96,7 @@ class SeqClsTrainer {
 
 // Writes `model` as a HF folder into `dir` atomically (a sibling temp folder renamed over it):
 // weights + config.json, `extra_files` (copied by name), and lmforge_finetune.json = `info`.
-void export_classifier(SequenceClassifier& model, const std::string& dir, const std::vector<std::string>& extra_files,
-                       const nlohmann::json& info);
+void export_classifier(SequenceClassifier& model, const std::string& dir,
+                       const std::vector<std::string>& extra_files, const nlohmann::json& info);
 
 }  // namespace lmf
