@@ -1,5 +1,7 @@
 #include "lmforge/tokenize/normalized_string.h"
 
+#include <optional>
+
 #include "lmforge/core/error.h"
 #include "lmforge/tokenize/regex.h"
 
@@ -104,6 +106,11 @@ void NormalizedString::transform_range(Span r, const std::vector<CharChange>& de
     append_utf8(out, d.c);
     al.insert(al.end(), utf8_len(d.c), a);
   }
+  if (r.first == 0 && r.second == normalized_.size()) {  // the usual case: the whole string
+    normalized_ = std::move(out);
+    align_ = std::move(al);
+    return;
+  }
   normalized_.replace(r.first, r.second - r.first, out);
   align_.erase(align_.begin() + static_cast<std::ptrdiff_t>(r.first), align_.begin() + static_cast<std::ptrdiff_t>(r.second));
   align_.insert(align_.begin() + static_cast<std::ptrdiff_t>(r.first), al.begin(), al.end());
@@ -113,6 +120,42 @@ void NormalizedString::transform(const std::vector<CharChange>& dest, size_t ini
   std::optional<Span> r = original_to_normalized({0, original_len_});
   if (!r) return;
   transform_range(*r, dest, initial_offset);
+}
+
+void NormalizedString::map_bytes_to_chars(const char32_t (&table)[256]) {
+  std::optional<Span> r = original_to_normalized({0, original_len_});
+  if (!r) return;
+  if (r->first != 0 || r->second != normalized_.size()) {  // zero-width alignments at the edges
+    std::vector<CharChange> dest;
+    size_t i = 0;
+    while (i < normalized_.size()) {
+      size_t b = i;
+      next_code_point(normalized_, i);
+      for (size_t k = b; k < i; k++) dest.push_back({table[static_cast<unsigned char>(normalized_[k])], k > b ? 1 : 0});
+    }
+    transform(dest, 0);
+    return;
+  }
+  // Whole string: a replaced char takes its own first byte's alignment, an inserted one the
+  // alignment of the previous old byte, i.e. the last byte of the same char.
+  std::string out;
+  std::vector<Span> al;
+  out.reserve(normalized_.size() * 2);
+  al.reserve(normalized_.size() * 2);
+  size_t i = 0;
+  while (i < normalized_.size()) {
+    size_t b = i;
+    next_code_point(normalized_, i);
+    for (size_t k = b; k < i; k++) {
+      char32_t c = table[static_cast<unsigned char>(normalized_[k])];
+      const Span a = k == b ? align_[b] : align_[i - 1];
+      size_t before = out.size();
+      append_utf8(out, c);
+      al.insert(al.end(), out.size() - before, a);
+    }
+  }
+  normalized_ = std::move(out);
+  align_ = std::move(al);
 }
 
 void NormalizedString::normalize_unicode(NormalForm form) {

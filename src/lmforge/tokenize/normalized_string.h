@@ -78,6 +78,10 @@ class NormalizedString {
   // Removes leading (left) / trailing (right) chars with Unicode White_Space.
   void lrstrip(bool left, bool right);
 
+  // ByteLevel's transform: every char becomes table[b] for each of its UTF-8 bytes b (the first
+  // replaces the char, the others are inserted), exactly as transform() with those changes.
+  void map_bytes_to_chars(const char32_t (&table)[256]);
+
   // Every char's code point (used by the filter/map templates).
   std::vector<char32_t> chars() const;
 

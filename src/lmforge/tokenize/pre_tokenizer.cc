@@ -95,20 +95,15 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       if (!use_regex_) return std::vector<Split>{Split{std::move(n), false, {}}};
       return split_normalized(n, gpt2_regex().split_spans(n.get()), SplitBehavior::Isolated);
     });
-    for (Split& s : pts.splits) {
-      if (s.tokenized) continue;
-      const std::string& t = s.normalized.get();
-      std::vector<CharChange> dest;
-      dest.reserve(t.size());
-      size_t i = 0;
-      while (i < t.size()) {
-        size_t b = i;
-        next_code_point(t, i);
-        for (size_t k = b; k < i; k++)
-          dest.push_back({byte_to_char(static_cast<unsigned char>(t[k])), k > b ? 1 : 0});
-      }
-      s.normalized.transform(dest, 0);
-    }
+    static const auto table = [] {
+      struct T {
+        char32_t v[256];
+      } t{};
+      for (int b = 0; b < 256; b++) t.v[b] = byte_to_char(static_cast<unsigned char>(b));
+      return t;
+    }();
+    for (Split& s : pts.splits)
+      if (!s.tokenized) s.normalized.map_bytes_to_chars(table.v);
   }
 
   static const Regex& gpt2_regex() {

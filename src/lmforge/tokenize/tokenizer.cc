@@ -21,23 +21,37 @@ void check_utf8(std::string_view text, const char* which) {
     fail("Tokenizer::encode: ", which, " is not valid UTF-8 (byte offset ", bad, ")");
 }
 
-// HF encode_single_sequence + PreTokenizedString::into_encoding (byte offsets).
-Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t type_id) {
+// HF encode_single_sequence + PreTokenizedString::into_encoding (byte offsets). With
+// `limit`, HF's tokenize_with_limit (tokenizers >= 0.23, direction right): splits are tokenized
+// in order until at least `limit` tokens exist and the later splits are dropped. That early exit
+// changes which sequence longest_first sees as the longer one, so it must be reproduced.
+// ids_only skips the offsets and token strings (encode() needs only the ids).
+Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t type_id,
+                       std::optional<size_t> limit, bool ids_only) {
   tok::PreTokenizedString pts = m.added.extract_and_normalize(text, m.normalizer.get());
   if (m.pre_tokenizer) m.pre_tokenizer->apply(pts);
-  for (tok::Split& s : pts.splits) {
-    if (s.tokenized) continue;
-    m.model->tokenize(s.normalized.get(), s.tokens);
-    s.tokenized = true;
-  }
   Encoding e;
+  size_t total = 0;
+  std::vector<tok::Token> buf;
   for (size_t idx = 0; idx < pts.splits.size(); idx++) {
     const tok::Split& s = pts.splits[idx];
+    const std::vector<tok::Token>* toks = &s.tokens;
+    bool stop = false;
+    if (!s.tokenized) {
+      buf.clear();
+      m.model->tokenize(s.normalized.get(), buf);
+      toks = &buf;
+      total += buf.size();
+      stop = limit && total >= *limit;
+    } else {
+      total += s.tokens.size();  // added tokens count, but never stop the scan (as HF)
+    }
     const size_t shift = s.normalized.original_shift();
-    for (const tok::Token& t : s.tokens) {
+    for (const tok::Token& t : *toks) {
+      e.ids.push_back(t.id);
+      if (ids_only) continue;
       std::pair<size_t, size_t> off{t.start, t.end};
       if (auto r = s.normalized.normalized_to_original({t.start, t.end})) off = {shift + r->first, shift + r->second};
-      e.ids.push_back(t.id);
       e.type_ids.push_back(type_id);
       e.special_tokens_mask.push_back(0);
       e.offsets.push_back(off);
@@ -50,6 +64,16 @@ Encoding encode_single(const Tokenizer::Impl& m, std::string_view text, int32_t 
       e.word_ids.push_back(static_cast<int32_t>(idx));
       e.sequence_ids.push_back(type_id);
     }
+    if (stop) break;  // the later splits are dropped
+  }
+  if (ids_only) {
+    const size_t n = e.ids.size();
+    e.type_ids.assign(n, type_id);
+    e.special_tokens_mask.assign(n, 0);
+    e.word_ids.assign(n, -1);
+    e.sequence_ids.assign(n, type_id);
+    e.offsets.assign(n, {0, 0});
+    e.tokens.assign(n, std::string());
   }
   return e;
 }
@@ -112,14 +136,25 @@ void truncate_encodings(Encoding& a, std::optional<Encoding>& b, size_t max_leng
 
 Encoding Tokenizer::encode_pair(std::string_view first, std::optional<std::string_view> second,
                                 const EncodeOptions& options) const {
+  return encode_impl(first, second, options, /*ids_only=*/false);
+}
+
+Encoding Tokenizer::encode_impl(std::string_view first, std::optional<std::string_view> second,
+                                const EncodeOptions& options, bool ids_only) const {
   check_utf8(first, second ? "the first sequence" : "input");
   if (second) check_utf8(*second, "the second sequence");
   const Impl& m = *impl_;
-  Encoding a = encode_single(m, first, 0);
+  const bool truncate = options.max_length > 0 && options.truncation != Truncation::none;
+  std::optional<size_t> limit_a, limit_b;
+  if (truncate) {
+    limit_b = options.max_length;
+    if (options.truncation != Truncation::only_second) limit_a = options.max_length;
+  }
+  Encoding a = encode_single(m, first, 0, limit_a, ids_only);
   std::optional<Encoding> b;
-  if (second) b = encode_single(m, *second, 1);
+  if (second) b = encode_single(m, *second, 1, limit_b, ids_only);
 
-  if (options.max_length > 0 && options.truncation != Truncation::none) {
+  if (truncate) {
     size_t max_length = options.max_length;
     const size_t added = m.post_processor ? m.post_processor->added_tokens(b.has_value()) : 0;
     if (options.add_special_tokens && added > 0) {
@@ -145,7 +180,7 @@ Encoding Tokenizer::encode_full(std::string_view text, const EncodeOptions& opti
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   EncodeOptions o;
   o.add_special_tokens = add_special_tokens;
-  return encode_pair(text, std::nullopt, o).ids;
+  return encode_impl(text, std::nullopt, o, /*ids_only=*/true).ids;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
@@ -194,6 +229,7 @@ bool Tokenizer::is_special(int32_t id) const {
 std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::pad_id() const { return impl_->pad; }
+std::optional<int32_t> Tokenizer::mask_id() const { return impl_->mask; }
 
 namespace {
 void check_role_id(const Tokenizer& t, std::optional<int32_t> id, const char* role) {

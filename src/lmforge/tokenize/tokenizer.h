@@ -1,13 +1,15 @@
-// lmf::Tokenizer: a Hugging Face `tokenizers`-compatible tokenizer loaded from tokenizer.json.
+// lmf::Tokenizer: a Hugging Face `tokenizers`-compatible tokenizer loaded from tokenizer.json
+// (or a SentencePiece .model, or a BERT vocab.txt).
 //
-// encode() and decode() reproduce `tokenizers` (Rust, 0.2x) exactly for the supported
-// components; the pipeline order is the one in PARITY.md 6.0:
+// encode(), encode_pair() and decode() reproduce `tokenizers` (Rust, 0.2x) exactly, offsets
+// included; the pipeline order is the one in PARITY.md 6.0:
 //   added tokens (raw) -> normalizer per piece -> added tokens (normalized) -> pre-tokenizer per
-//   piece -> model per word -> post-processor.
-// Supported now: model BPE (byte-level GPT-2/NeoX/Llama-3 style, byte_fallback, unk); see
-// normalizer.h, pre_tokenizer.h, post_processor.h and decoder.h for the supported stage types.
-// Anything else is refused at load time with an lmf::Error naming the file and the field.
-// truncation/padding in tokenizer.json are ignored (lmforge cuts and pads sequences itself).
+//   piece -> model per word -> truncation -> post-processor.
+// Models: BPE, WordPiece, Unigram (and SentencePiece .model files through libsentencepiece).
+// See normalizer.h, pre_tokenizer.h, post_processor.h and decoder.h for the supported stage
+// types; anything else is refused at load time with an lmf::Error naming the file and the field.
+// truncation/padding in tokenizer.json are ignored (EncodeOptions says how to truncate; lmforge
+// pads batches itself). docs/tokenizers.md has the details and the tested parity.
 //
 // Thread safety: a loaded Tokenizer is immutable; encode/decode may run concurrently from any
 // number of threads (the BPE word cache is internally synchronized).
@@ -63,12 +65,20 @@ struct EncodeOptions {
 
 class Tokenizer {
  public:
-  // Loads a tokenizer.json. eos/bos/pad ids come from tokenizer_config.json or
+  // Loads a tokenizer.json, or by extension a SentencePiece ".model" (from_sentencepiece_file)
+  // or a BERT "vocab.txt" (from_wordpiece_vocab, lowercase = tokenizer_config.json's
+  // do_lower_case beside it, true when absent as in transformers). eos/bos/pad ids come from tokenizer_config.json or
   // special_tokens_map.json beside it when present, else from well-known special tokens
   // ("<|endoftext|>", "</s>", "<s>", "<pad>", ...). Throws lmf::Error
   // "<path>: <field>: <problem>" for unreadable, malformed or unsupported input, e.g.
   // "x/tokenizer.json: model.type: 'WordPiece' is not supported yet (supported: BPE)".
   static Tokenizer from_file(const std::string& path);
+  // A SentencePiece model file (also what from_file does for a path ending in ".model"):
+  // libsentencepiece runs it, so ids, pieces and byte offsets are those of the python
+  // `sentencepiece` package (no BOS/EOS added, no fairseq id offset; see spm.cc). Control
+  // pieces are dropped by decode(). Throws lmf::Error naming the file when it is missing or not
+  // a valid model.
+  static Tokenizer from_sentencepiece_file(const std::string& path);
   // Same, from tokenizer.json text; `source` names it in error messages. No side files are read.
   static Tokenizer from_json_string(std::string_view json_text, const std::string& source = "tokenizer.json");
   // A GPT-2 style pair: vocab.json ({token: id}) + merges.txt ("#version" header, "a b" lines).
@@ -76,6 +86,14 @@ class Tokenizer {
   // pre-tokenizer without prefix space, ByteLevel decoder, "<|endoftext|>" as a special added
   // token when it is in the vocab (and eos/bos then). Throws lmf::Error naming the file.
   static Tokenizer from_gpt2_files(const std::string& vocab_json, const std::string& merges_txt);
+
+  // A BERT vocab.txt (one token per line, id = line number): builds what transformers'
+  // BertTokenizerFast(vocab_file, do_lower_case=lowercase) holds: BertNormalizer (clean text,
+  // CJK spacing, strip_accents following lowercase), BertPreTokenizer, WordPiece ("[UNK]", "##",
+  // 100 chars), "[CLS] $A [SEP]" / "[CLS] $A [SEP] $B:1 [SEP]:1", WordPiece decoder, and
+  // [PAD] [UNK] [CLS] [SEP] [MASK] as special added tokens. Throws lmf::Error naming the file
+  // when it cannot be read or lacks [CLS], [SEP] or [UNK].
+  static Tokenizer from_wordpiece_vocab(const std::string& vocab_txt, bool lowercase);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -114,6 +132,9 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const;
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> pad_id() const;
+  // The mask token of masked-LM models: tokenizer_config.json's mask_token, else a special
+  // "[MASK]" or "<mask>" added token.
+  std::optional<int32_t> mask_id() const;
   // Overrides; an id outside [0, vocab_size()) throws lmf::Error.
   void set_eos_id(std::optional<int32_t> id);
   void set_bos_id(std::optional<int32_t> id);
@@ -127,7 +148,7 @@ class Tokenizer {
   // fingerprint() as 16 lowercase hex digits.
   std::string fingerprint_hex() const;
 
-  // "BPE" (more model types later).
+  // "BPE", "WordPiece", "Unigram" or "SentencePiece".
   std::string model_type() const;
   // Ids the post-processor adds to one sequence (or a pair) when add_special_tokens (e.g. 1 for
   // a BOS; BERT: 2 single / 3 pair; RoBERTa, XLM-R: 2 / 4).
@@ -139,6 +160,9 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // encode_pair; ids_only leaves offsets (0, 0) and tokens empty (for encode()).
+  Encoding encode_impl(std::string_view first, std::optional<std::string_view> second,
+                       const EncodeOptions& options, bool ids_only) const;
   std::unique_ptr<Impl> impl_;
 };
 
