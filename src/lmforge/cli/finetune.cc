@@ -41,10 +41,11 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// The tokenizer files copied beside an exported model (those that exist next to tokenizer.json).
-std::vector<std::string> tokenizer_files(const std::string& tokenizer_json) {
-  std::vector<std::string> out = {tokenizer_json};
-  const fs::path dir = fs::path(tokenizer_json).parent_path();
+// The tokenizer files copied beside an exported model: the tokenizer itself and the side files
+// that exist next to it.
+std::vector<std::string> tokenizer_files(const std::string& tokenizer_file) {
+  std::vector<std::string> out = {tokenizer_file};
+  const fs::path dir = fs::path(tokenizer_file).parent_path();
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"})
     if (fs::exists(dir / name)) out.push_back((dir / name).string());
   return out;
@@ -85,11 +86,15 @@ int run_finetune(const FinetuneOptions& o) {
 
   // Tokenizer and data.
   std::string tok_path = cfg.tokenizer;
-  if (tok_path.empty() && !cfg.init_from.empty()) tok_path = cfg.init_from + "/tokenizer.json";
+  if (tok_path.empty() && !cfg.init_from.empty()) {
+    tok_path = find_tokenizer_file(cfg.init_from);
+    if (tok_path.empty())
+      fail(cfg.init_from,
+           ": no tokenizer (tokenizer.json, *.model or vocab.txt) in this folder; set model.tokenizer");
+  }
   if (tok_path.empty())
     recipe.fail_at("model.tokenizer", "a fresh model needs a tokenizer (a tokenizer.json)");
-  if (!fs::exists(tok_path))
-    fail(tok_path, ": no tokenizer here", cfg.tokenizer.empty() ? " (set model.tokenizer)" : "");
+  if (!fs::is_regular_file(tok_path)) fail(tok_path, ": no tokenizer here");
   Tokenizer tok = Tokenizer::from_file(tok_path);
   LabelledData train = read_labelled(cfg.train_path, cfg.read);
   std::vector<std::string> names = cfg.label_names.empty() ? label_names_from(train) : cfg.label_names;

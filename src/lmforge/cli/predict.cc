@@ -23,6 +23,7 @@
 #include "lmforge/models/task_registry.h"
 #include "lmforge/tokenize/tokenizer.h"
 #include "lmforge/tokenize/unicode.h"
+#include "lmforge/train/finetune_config.h"  // find_tokenizer_file
 
 namespace lmf::cli {
 
@@ -79,8 +80,10 @@ int run_predict(const PredictOptions& o) {
   nlohmann::json info = nlohmann::json::object();
   const std::string info_path = o.model + "/lmforge_finetune.json";
   if (fs::exists(info_path)) info = config_json::read_json_file(info_path);
-  const std::string tok_path = o.tokenizer.empty() ? o.model + "/tokenizer.json" : o.tokenizer;
-  if (!fs::exists(tok_path)) fail(tok_path, ": no tokenizer here (give --tokenizer)");
+  const std::string tok_path = o.tokenizer.empty() ? find_tokenizer_file(o.model) : o.tokenizer;
+  if (tok_path.empty())
+    fail(o.model, ": no tokenizer (tokenizer.json, *.model or vocab.txt) in this folder; give --tokenizer");
+  if (!fs::is_regular_file(tok_path)) fail(tok_path, ": no tokenizer here");
 
   const Device dev = parse_device(o.device);
   const DType compute = dev.is_cuda() ? DType::bf16 : DType::f32;

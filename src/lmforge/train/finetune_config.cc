@@ -1,6 +1,7 @@
 #include "lmforge/train/finetune_config.h"
 
 #include <cmath>
+#include <filesystem>
 #include <optional>
 
 namespace lmf {
@@ -181,6 +182,15 @@ std::vector<double> resolve_class_weights(const ClassWeightsSpec& spec, const st
     }
   }
   return {};
+}
+
+std::string find_tokenizer_file(const std::string& dir) {
+  for (const char* name :
+       {"tokenizer.json", "tokenizer.model", "sentencepiece.bpe.model", "spiece.model", "vocab.txt"}) {
+    const std::string p = dir + "/" + name;
+    if (std::filesystem::is_regular_file(p)) return p;
+  }
+  return "";
 }
 
 LrSchedule finetune_schedule(const FinetuneConfig& c, int64_t total_steps) {

@@ -83,6 +83,10 @@ FinetuneConfig parse_finetune_recipe(const Recipe& r);
 std::vector<double> resolve_class_weights(const ClassWeightsSpec& spec, const std::vector<int64_t>& counts,
                                           const std::vector<std::string>& label_names);
 
+// The tokenizer file of a HF model folder: the first of tokenizer.json, tokenizer.model,
+// sentencepiece.bpe.model, spiece.model, vocab.txt that exists there ("" when none does).
+std::string find_tokenizer_file(const std::string& model_dir);
+
 // The LR schedule of a run of `total_steps` optimizer steps.
 LrSchedule finetune_schedule(const FinetuneConfig& c, int64_t total_steps);
 
