@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "lmforge/core/error.h"
 #include "lmforge/ops/cross_entropy.h"
@@ -191,4 +192,13 @@ TEST(FinetuneConfig, ShippedRecipesParseWithoutUnknownKeys) {
     EXPECT_FALSE(c.init_from.empty()) << name;
   }
   EXPECT_EQ(gpu, 4);
+}
+
+TEST(FinetuneConfig, FindsTheTokenizerOfAModelFolder) {
+  const std::string dir = test::scratch_dir("find_tokenizer");
+  EXPECT_EQ(find_tokenizer_file(dir), "");
+  std::ofstream(dir + "/vocab.txt") << "[PAD]\n";
+  EXPECT_EQ(find_tokenizer_file(dir), dir + "/vocab.txt");
+  std::ofstream(dir + "/tokenizer.json") << "{}";
+  EXPECT_EQ(find_tokenizer_file(dir), dir + "/tokenizer.json");  // tokenizer.json first, as HF's fast path
 }
