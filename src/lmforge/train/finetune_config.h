@@ -8,7 +8,7 @@
 //          header [true], quoting [true], max_length [128], truncation ["longest_first"],
 //          group_by_length [false]
 //  [model] init_from (a HF folder; --model) or config (a config.json: fresh init),
-//          tokenizer [<init_from>/tokenizer.json], pooling ["": the family's default]
+//          tokenizer [find_tokenizer_file(init_from)], pooling ["": the family's default]
 //  [train] seed [42], lr [2e-5], epochs [3], max_steps [0 = epochs decide],
 //          per_device_batch [32], grad_accum [1], eval_batch [per_device_batch],
 //          warmup_ratio [0.06], schedule ["linear": linear | cosine | wsd | constant],
