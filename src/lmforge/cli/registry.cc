@@ -12,6 +12,8 @@ Action setup_eval(CLI::App&);      // cli/eval.cc
 Action setup_forward(CLI::App&);   // cli/forward.cc
 Action setup_encode(CLI::App&);    // cli/encode.cc
 Action setup_decode(CLI::App&);    // cli/decode.cc
+Action setup_finetune(CLI::App&);  // cli/finetune.cc
+Action setup_predict(CLI::App&);   // cli/predict.cc
 
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
@@ -19,6 +21,8 @@ const std::vector<Subcommand>& subcommands() {
       {"pretrain", "Pre-train a causal LM (Mamba) from a TOML recipe", setup_pretrain},
       {"generate", "Generate text from a prompt (Mamba: recurrent cache; greedy or sampled)", setup_generate},
       {"eval", "Evaluate a causal LM: loss, perplexity, top-k accuracy, by position", setup_eval},
+      {"finetune", "Fine-tune a model for sequence classification (--task seq-cls) from a TOML recipe", setup_finetune},
+      {"predict", "Classify texts with a fine-tuned classifier: JSON lines {label, score, probs}", setup_predict},
       {"tokenize", "Tokenize text / JSONL into memory-mapped shards (.bin + .idx)", setup_tokenize},
       {"encode", "Text lines -> token ids (one JSON array per line)", setup_encode},
       {"decode", "Token ids (one JSON array per line) -> text lines", setup_decode},

@@ -5,6 +5,7 @@
 #include "lmforge/io/hf_params.h"
 #include "lmforge/models/bert.h"
 #include "lmforge/models/config_json.h"
+#include "lmforge/models/mamba_seq_cls.h"
 #include "lmforge/models/modernbert.h"
 
 namespace lmf {
@@ -13,6 +14,7 @@ namespace {
 // model_type -> factory. Each family adds its line here (and nowhere else).
 const std::vector<std::pair<std::string, TaskModelFactory>>& families() {
   static const std::vector<std::pair<std::string, TaskModelFactory>> table = {
+      {"mamba", make_mamba_task_model},  // models/mamba_seq_cls.cc
       {"bert", make_bert_model},
       {"roberta", make_bert_model},
       {"xlm-roberta", make_bert_model},
