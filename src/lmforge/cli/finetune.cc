@@ -162,8 +162,19 @@ int run_finetune(const FinetuneOptions& o) {
   MetricsLog metrics(rd.metrics_path());
   std::unique_ptr<Progress> progress;
   SeqClsTrainer::Callbacks cb;
+  // Training throughput over the whole run (eval time excluded): each log record covers the
+  // tokens since the previous one at its tokens_per_s.
+  double train_tokens = 0, train_seconds = 0;
+  int64_t tokens_seen = 0;
   cb.on_log = [&](const nlohmann::json& rec) {
     metrics.write(rec);
+    const int64_t tok = rec["tokens"].get<int64_t>();
+    const double tps = rec["tokens_per_s"].get<double>();
+    if (tps > 0 && tok > tokens_seen) {
+      train_tokens += double(tok - tokens_seen);
+      train_seconds += double(tok - tokens_seen) / tps;
+    }
+    tokens_seen = tok;
     ProgressUpdate u;
     u.step = rec["step"].get<int64_t>();
     u.loss = rec["loss"].is_number() ? rec["loss"].get<double>() : NAN;
@@ -222,7 +233,10 @@ int run_finetune(const FinetuneOptions& o) {
                             {"early_stopped", s.early_stopped},
                             {"best_step", s.best_step},
                             {"best_dir", s.best_dir},
-                            {"metric", cfg.early_stopping.metric}};
+                            {"metric", cfg.early_stopping.metric},
+                            {"architecture", model->architecture()},
+                            {"params", lm.store->num_params()},
+                            {"train_tokens_per_s", train_seconds > 0 ? train_tokens / train_seconds : 0.0}};
   if (s.has_eval) results["best_eval"] = s.best_eval;
   write_file_atomic(rd.path() + "/results.json", results.dump(2) + "\n");
   if (s.has_eval && !s.best_eval.is_null())

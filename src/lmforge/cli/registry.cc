@@ -14,6 +14,7 @@ Action setup_encode(CLI::App&);    // cli/encode.cc
 Action setup_decode(CLI::App&);    // cli/decode.cc
 Action setup_finetune(CLI::App&);  // cli/finetune.cc
 Action setup_predict(CLI::App&);   // cli/predict.cc
+Action setup_compare(CLI::App&);   // cli/compare.cc
 
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
@@ -22,6 +23,7 @@ const std::vector<Subcommand>& subcommands() {
       {"generate", "Generate text from a prompt (Mamba: recurrent cache; greedy or sampled)", setup_generate},
       {"eval", "Evaluate a causal LM: loss, perplexity, top-k accuracy, by position", setup_eval},
       {"finetune", "Fine-tune a model for sequence classification (--task seq-cls) from a TOML recipe", setup_finetune},
+      {"compare", "Side-by-side table of fine-tuning runs: accuracy, macro-F1, parameters, tokens/s", setup_compare},
       {"predict", "Classify texts with a fine-tuned classifier: JSON lines {label, score, probs}", setup_predict},
       {"tokenize", "Tokenize text / JSONL into memory-mapped shards (.bin + .idx)", setup_tokenize},
       {"encode", "Text lines -> token ids (one JSON array per line)", setup_encode},
