@@ -1,24 +1,30 @@
 // Selective scan backward on CUDA (kernel_list.inc). Nothing but the inputs is saved by the
-// forward, so the backward runs three kernels:
-//  1. checkpoint pass: the forward recurrence (scan_forward_kernel<kStates = true>) storing h
-//     before every kSC = 8th step into a [B, L/8, D, kNPad] f32 scratch (8 B per (b, t, d) for
-//     N = 16; reads only u, delta, B);
-//  2. scan_backward_kernel: the block of (b, 32 channels) walks the chunks from last to first;
-//     within a chunk, the 8-step sub-chunks from last to first: recompute the 8 steps forward
-//     from their checkpoint keeping exp(dt A) and h in registers, then step backwards with the
-//     carried dL/dh (g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1}, cut at document starts);
+// forward, so the backward runs:
+//  1. the preparation walker (scan_bwd_prep_kernel, selective_scan_chunked.cuh): per (b, 16
+//     channels), the chunks in order with the chunk scanned in parallel over time. It stores the
+//     state entering every chunk of 32 steps (hstart, [B, L/32, D, kNPad] f32: 2 B per (b, t, d)
+//     for N = 16) and, per segment of seg_chunks chunks, the dL/dh carry entering the segment from
+//     the right (segG), so that
+//  2. scan_backward_kernel processes all (b, 32 channels, segment) blocks in parallel: the
+//     segment's chunks from last to first; per chunk, a walk from hstart gives the states at the
+//     starts of its four 8-step sub-chunks; the sub-chunks from last to first recompute their 8
+//     steps forward keeping exp(dt A) and h in registers, then step backwards with the carried
+//     dL/dh (g_t = gy_t C_t + a_{t+1} g_{t+1}, a = 0 at document starts cuts it);
 //  3. finalize: dBm / dCm cast from their f32 accumulators, parameter gradients summed over the
-//     batch rows into the *_acc tensors.
+//     per-block partials into the *_acc tensors.
 // Reductions. dB_t[n] = sum_d g_t[n] dt u and dC_t[n] = sum_d gy h_t[n] are sums over channels:
 // transpose-reduced over the channel lanes of a warp (7 shuffles per step for 8 values), summed
 // over the block's warps in shared memory, then ONE float4 atomicAdd per (b, t, 4 states, B|C)
 // per block into f32 accumulators: the order of those D/32 additions varies run to run, so
 // dBm / dCm are non-deterministic in the last bits. dA_log, dD, ddelta_bias are reduced in a
-// fixed order (per-block partials [B, D(, N)], then a sum over B): deterministic.
+// fixed order (per-block partials [B * nseg, D(, N)], then a sum over the rows): deterministic.
 //
-// Launch: grid (ceil(D / 32), B), 32 * G threads, BackwardLayout::kBytes of dynamic shared
-// memory (bf16, N = 16: ~51 KB, four blocks per SM on H100).
-#include "lmforge/backend/cuda/selective_scan_common.cuh"
+// Launch of 2: grid (ceil(D / 32), nseg, B), 32 * G threads, BackwardLayout::kBytes of dynamic
+// shared memory (bf16, N = 16: ~48 KB, four blocks per SM on H100).
+#include <algorithm>
+#include <cstdlib>
+
+#include "lmforge/backend/cuda/selective_scan_chunked.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -26,18 +32,24 @@ namespace lmf::cuda {
 namespace scan {
 namespace {
 
+constexpr int kTD = 32;  // channels per gradient block (channel = lane in the element-wise phases)
+constexpr int kSC = 8;   // sub-chunk: steps recomputed and held in registers at a time
+constexpr int kNSub = kCS / kSC;
+static_assert(kCS % kSC == 0 && kSC == 8, "sub-chunk masks are 8-bit slices of the chunk mask");
+
 template <class T, int G>
 struct BackwardLayout {
-  using Stage = StageLayout<T, G, 4, 2>;  // u, delta, z, dout; B, C
+  using Stage = StageLayout<T, kTD, 4 * G, 4, 2>;  // u, delta, z, dout; B, C (one buffer)
   static constexpr int kNPad = 4 * G;
-  static constexpr int kDtuOff = 2 * Stage::kBytes;                  // float2 [kCS][kTD]: dt, dt*u
+  static constexpr int kDtuOff = Stage::kBytes;                      // float2 [kCS][kTD]: dt, dt*u
   static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);    // float [kCS][kTD]
   static constexpr int kSub = align16(3 * kSC * kTD * 4);            // float [3][kSC][kTD]: y, p1, p2
   static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);    // 2 sub-chunk buffers
   static constexpr int kBCOff = kSubOff + 2 * kSub;                  // float [2][kCS][kNPad]
   static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);      // float [G][kSC][2][kNPad]
   static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
-  static constexpr int kMaskOff = kRedOff + 2 * kRed;
+  static constexpr int kCkOff = kRedOff + 2 * kRed;                  // float4 [kNSub][kTD * G]
+  static constexpr int kMaskOff = kCkOff + kNSub * kTD * G * 16;
   static constexpr int kBytes = kMaskOff + 16;
   static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
 };
@@ -54,14 +66,42 @@ struct BwdShared {
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
 };
 
-// One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from checkpoint h0, then
-// the reverse steps. carry = dL/dh_{t} flowing from step t+1 (already multiplied by its decay).
+// The states entering the kNSub sub-chunks of the staged chunk, from the chunk's entering state
+// h0: ck[k * stride] (this thread's float4 slots; only this thread reads them back).
+template <int G, bool kReset>
+__device__ __forceinline__ void walk_subchunk_starts(const float2* s_dtu, const float* s_B, uint32_t mask,
+                                                     const float (&A2)[kNP], float4 h0, float4* ck, int stride,
+                                                     int cl, int g) {
+  constexpr int kNPad = 4 * G;
+  float h[kNP];
+  unpack4(h0, h);
+  ck[0] = h0;
+#pragma unroll
+  for (int k = 1; k < kNSub; k++) {
+#pragma unroll
+    for (int j = 0; j < kSC; j++) {
+      const int t = (k - 1) * kSC + j;
+      const float2 dd = s_dtu[t * kTD + cl];
+      float bb[kNP];
+      unpack4(ld4(s_B + t * kNPad + 4 * g), bb);
+      const bool rs = kReset && ((mask >> t) & 1u);
+#pragma unroll
+      for (int i = 0; i < kNP; i++) h[i] = fmaf(decay(dd.x, A2[i], rs), h[i], dd.y * bb[i]);
+    }
+    ck[k * stride] = make_float4(h[0], h[1], h[2], h[3]);
+  }
+}
+
+// One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from its entering state
+// h0, then the reverse steps. carry = dL/dh_t flowing from step t+1 (already multiplied by its
+// decay, so 0 past a document start).
 template <int G, bool kReset>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], float (&carry)[kNP],
+                                                  const float (&A)[kNP], const float (&A2)[kNP], float (&carry)[kNP],
                                                   float (&dA)[kNP], bool has_z, int g, int cl, int lane, int warp) {
   constexpr int kNPad = 4 * G;
-  const float h0[kNP] = {h0v.x, h0v.y, h0v.z, h0v.w};
+  float h0[kNP];
+  unpack4(h0v, h0);
   float a[kSC][kNP], hs[kSC][kNP];
   {
     float h[kNP] = {h0[0], h0[1], h0[2], h0[3]};
@@ -70,17 +110,15 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
     for (int j = 0; j < kSC; j++) {
       const int t = k * kSC + j;
       const float2 dd = s.dtu[t * kTD + cl];
-      const float4 bv = reinterpret_cast<const float4*>(s.B + t * kNPad)[g];
-      const float4 cv = reinterpret_cast<const float4*>(s.C + t * kNPad)[g];
-      const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
+      float bb[kNP], cc[kNP];
+      unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
+      unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
       const bool rs = kReset && ((mask >> t) & 1u);
-      const float dtl = dd.x * kLog2e;  // exp(dt A) = 2^(dt log2(e) A)
       float acc = 0.f;
 #pragma unroll
       for (int i = 0; i < kNP; i++) {
-        a[j][i] = exp2_approx(dtl * A[i]);
-        const float x = dd.y * bb[i];
-        h[i] = rs ? x : fmaf(a[j][i], h[i], x);
+        a[j][i] = decay(dd.x, A2[i], rs);
+        h[i] = fmaf(a[j][i], h[i], dd.y * bb[i]);
         hs[j][i] = h[i];
         acc = fmaf(h[i], cc[i], acc);
       }
@@ -101,29 +139,28 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
     const int t = k * kSC + j;
     const float gy = s.gy[t * kTD + cl];
     const float2 dd = s.dtu[t * kTD + cl];
-    const float4 bv = reinterpret_cast<const float4*>(s.B + t * kNPad)[g];
-    const float4 cv = reinterpret_cast<const float4*>(s.C + t * kNPad)[g];
-    const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
-    const bool rs = kReset && ((mask >> t) & 1u);
+    float bb[kNP], cc[kNP];
+    unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
+    unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
     float dv[8];  // dB for the 4 states, then dC
     float q1 = 0.f, q2 = 0.f;
 #pragma unroll
     for (int i = 0; i < kNP; i++) {
-      // h_t = a_t h_{t-1} + dt u B (h_{t-1} = 0 at a document start).
+      // h_t = a_t h_{t-1} + dt u B with a_t = 0 at a document start, which also zeroes the
+      // decay terms and the carry below.
       const float gi = fmaf(gy, cc[i], carry[i]);  // dL/dh_t
       dv[i] = gi * dd.y;
       dv[4 + i] = gy * hs[j][i];
       q1 = fmaf(gi, bb[i], q1);
-      const float hp = rs ? 0.f : (j > 0 ? hs[j - 1][i] : h0[i]);
+      const float hp = j > 0 ? hs[j - 1][i] : h0[i];
       const float ga = gi * a[j][i];
-      const float qq = ga * hp;  // dL/da_t * a_t
-      q2 = fmaf(qq, A[i], q2);   // d a_t / d dt = A a_t
-      dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
-      carry[i] = rs ? 0.f : ga;
+      const float qq = ga * hp;        // dL/da_t * a_t
+      q2 = fmaf(qq, A[i], q2);         // d a_t / d dt = A a_t
+      dA[i] = fmaf(qq, dd.x, dA[i]);   // d a_t / d A = dt a_t
+      carry[i] = ga;
     }
     {
-      // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel: after one exchange
-      // step lane g = 0 holds the first, lane g = G/2 the second (per step keeps registers low).
+      // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel.
       using RedG = LaneReduce<2, G / 2, 1>;
       float q[2] = {q1, q2};
       int base = 0;
@@ -220,7 +257,8 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
   }
 }
 
-// Four blocks of 128 threads per SM for N = 16 (<= 128 registers, ~51 KB shared for bf16).
+// Gradient pass: block (32 channels, segment, b). Four blocks of 128 threads per SM for N = 16
+// (<= 128 registers, ~48 KB shared for bf16).
 template <class T, int G>
 __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(ScanParams p) {
   using BL = BackwardLayout<T, G>;
@@ -231,6 +269,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   float* s_gy = reinterpret_cast<float*>(smem + BL::kGyOff);
   float* s_B = reinterpret_cast<float*>(smem + BL::kBCOff);
   float* s_C = s_B + kCS * kNPad;
+  float4* s_ck = reinterpret_cast<float4*>(smem + BL::kCkOff);
   uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
   // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
   // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
@@ -248,7 +287,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     return sh;
   };
 
-  const int b = blockIdx.y, d0 = blockIdx.x * kTD;
+  const int b = blockIdx.z, seg = blockIdx.y, d0 = blockIdx.x * kTD;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = tid % G, cl = tid / G, d = d0 + cl;
   const int ce = lane;  // element-wise phases: channel d0 + lane (kTD == 32)
@@ -258,40 +297,34 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const bool has_z = p.z != nullptr;
   float A[kNP], A2[kNP];
   load_A(p, d, g, A, A2);
-  (void)A2;
 
-  auto load_checkpoint = [&](int s) -> float4 {
-    if (d >= p.D) return make_float4(0.f, 0.f, 0.f, 0.f);
-    return reinterpret_cast<const float4*>(p.states + ((int64_t(b) * p.nsub + s) * p.D + d) * kNPad)[g];
-  };
-
+  const int64_t col = int64_t(p.D) * kNPad;
+  const int64_t own = int64_t(d) * kNPad + 4 * g;  // this thread's float4 in a [*, D, kNPad] slice
+  const int64_t prow = int64_t(b) * p.nseg + seg;  // partials row
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
+  if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
   float accD = 0.f, accBias = 0.f;
-  const int n_chunks = (p.L + kCS - 1) / kCS;
-  float4 ck = load_checkpoint(p.nsub - 1);  // register prefetch, one sub-chunk ahead
-  stage_chunk<T, G, 4, 2>(smem + ((n_chunks - 1) & 1) * SL::kBytes, p, b, (n_chunks - 1) * kCS, d0);
-  cp_async_commit();
-  for (int c = n_chunks - 1; c >= 0; c--) {
-    char* buf = smem + (c & 1) * SL::kBytes;
+  const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
+  for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    cp_async_wait_all();
-    __syncthreads();  // chunk c landed; every thread is past the epilogues of chunk c + 1
-    if (c > 0) stage_chunk<T, G, 4, 2>(smem + ((c - 1) & 1) * SL::kBytes, p, b, t0 - kCS, d0);
+    const float4 hst = d < p.D ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own) : make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
+    stage_chunk<T, kTD, kNPad, 4, 2>(smem, p, b, t0, d0);
     cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
 
     // Phase A: dt, dt*u and the gated upstream gradient, each element once.
-    const T* su = SL::act(buf, 0);
-    const T* sdl = SL::act(buf, 1);
-    const T* sz = SL::act(buf, 2);
-    const T* sdo = SL::act(buf, 3);
+    const T* su = SL::act(smem, 0);
+    const T* sdl = SL::act(smem, 1);
+    const T* sz = SL::act(smem, 2);
+    const T* sdo = SL::act(smem, 3);
     for (int e = tid; e < kCS * kTD; e += blockDim.x) {
       const int t = e / kTD;
       float2 v = make_float2(0.f, 0.f);
       float gy = 0.f;
       if (t < rows && ce < cols) {
-        const float raw = to_f(sdl[e]) + bias_e;
-        const float dt = p.softplus ? softplus_f(raw) : raw;
-        v = make_float2(dt, dt * to_f(su[e]));
+        v = dt_dtu(to_f(sdl[e]), bias_e, to_f(su[e]), p.softplus);
         gy = to_f(sdo[e]);
         if (has_z) {
           const float zz = to_f(sz[e]);
@@ -301,36 +334,38 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       s_dtu[e] = v;
       s_gy[e] = gy;
     }
-    convert_bc<T, G>(s_B, SL::bc(buf, 0), p.N);
-    convert_bc<T, G>(s_C, SL::bc(buf, 1), p.N);
+    convert_bc<T, kNPad>(s_B, SL::bc(smem, 0), p.N);
+    convert_bc<T, kNPad>(s_C, SL::bc(smem, 1), p.N);
     if (p.seq && tid < 32) {
-      const uint32_t m = doc_start_mask(SL::seq(buf), t0, p.L);
+      const uint32_t m = doc_start_mask(SL::seq(smem), t0, p.L);
       if (tid == 0) *s_mask = m;
     }
     __syncthreads();
 
-    // Phase B: sub-chunks from last to first (those starting past L do not exist), each followed
-    // by its epilogue.
+    // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
+    // starting past L do not exist), each followed by its epilogue.
     const uint32_t mask = p.seq ? *s_mask : 0u;
+    if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u))
+      walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+    else
+      walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
 #pragma unroll 1
-    for (int k = kCS / kSC - 1; k >= 0; k--) {
-      const int ts = t0 + k * kSC;
-      if (ts >= p.L) continue;
-      const float4 h0 = ck;
-      if (ts > 0) ck = load_checkpoint(ts / kSC - 1);
+    for (int k = kNSub - 1; k >= 0; k--) {
+      if (t0 + k * kSC >= p.L) continue;
+      const float4 h0 = s_ck[k * kTD * G + tid];
       const BwdShared sh = shared_for(k);
       if ((mask >> (k * kSC)) & 0xffu)
-        backward_subchunk<G, true>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
+        backward_subchunk<G, true>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
       else
-        backward_subchunk<G, false>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
+        backward_subchunk<G, false>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
       __syncthreads();
       backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, bias_e, D_e, accD, accBias);
     }
   }
 
-  // Per-row parameter partials (summed over b in a fixed order by scan_param_grads_kernel).
+  // Per-block parameter partials (summed over the rows in a fixed order by scan_param_grads_kernel).
   if (d < p.D)
-    reinterpret_cast<float4*>(p.pA + (int64_t(b) * p.D + d) * kNPad)[g] =
+    reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
   __syncthreads();  // shared memory is reused below
   float* s_acc = s_gy;  // [2][G][32]
@@ -344,28 +379,28 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       sD += s_acc[w * 32 + lane];
       sB += s_acc[(G + w) * 32 + lane];
     }
-    p.pD[int64_t(b) * p.D + d0 + lane] = sD;
-    p.pbias[int64_t(b) * p.D + d0 + lane] = sB;
+    p.pD[prow * p.D + d0 + lane] = sD;
+    p.pbias[prow * p.D + d0 + lane] = sB;
   }
 }
 
-// acc[d, n] += sum_b pA[b, d, n] (and the same for D and the dt bias), b in order.
+// acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), rows r in order.
 __global__ void scan_param_grads_kernel(const float* pA, const float* pD, const float* pbias, float* dA_acc,
-                                        float* dD_acc, float* dbias_acc, int B, int D, int N, int npad) {
+                                        float* dD_acc, float* dbias_acc, int rows, int D, int N, int npad) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(D) * npad;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t dd = i / npad;
     const int n = int(i - dd * npad);
     if (dA_acc && n < N) {
       float s = 0.f;
-      for (int b = 0; b < B; b++) s += pA[(int64_t(b) * D + dd) * npad + n];
+      for (int r = 0; r < rows; r++) s += pA[(int64_t(r) * D + dd) * npad + n];
       dA_acc[dd * N + n] += s;
     }
     if (n == 0) {
       float sD = 0.f, sb = 0.f;
-      for (int b = 0; b < B; b++) {
-        sD += pD[int64_t(b) * D + dd];
-        sb += pbias[int64_t(b) * D + dd];
+      for (int r = 0; r < rows; r++) {
+        sD += pD[int64_t(r) * D + dd];
+        sb += pbias[int64_t(r) * D + dd];
       }
       if (dD_acc) dD_acc[dd] += sD;
       if (dbias_acc) dbias_acc[dd] += sb;
@@ -382,25 +417,44 @@ __global__ void scan_cast_dbc_kernel(const float* dBC, T* dB, T* dC, int64_t n) 
   }
 }
 
+template <class T, int G, int W>
+void launch_prep(const ScanParams& p) {
+  constexpr int smem = WalkLayout<T, G, W, true>::kBytes;
+  auto kernel = scan_bwd_prep_kernel<T, G, W>;
+  static std::atomic<uint64_t> prepared{0};
+  prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
+  const dim3 grid(unsigned((p.D + kTF - 1) / kTF), unsigned(p.B));
+  kernel<<<grid, Walker<G, W>::kThreads, smem, current_stream()>>>(p);
+  LMF_CUDA_CHECK_LAUNCH();
+}
+
 template <class T, int G>
 void launch_backward(const ScanParams& p) {
+  if (walker_rows(p, G) == 1)
+    launch_prep<T, G, 1>(p);
+  else
+    launch_prep<T, G, 4>(p);
   constexpr int smem = BackwardLayout<T, G>::kBytes;
   auto kernel = scan_backward_kernel<T, G>;
   static std::atomic<uint64_t> prepared{0};
   prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
-  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.B));
+  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.nseg), unsigned(p.B));
   kernel<<<grid, 32 * G, smem, current_stream()>>>(p);
   LMF_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void launch_backward_any_g(const ScanParams& p) {
-  switch (scan_groups(p.N)) {
-    case 1: launch_backward<T, 1>(p); break;
-    case 2: launch_backward<T, 2>(p); break;
-    case 4: launch_backward<T, 4>(p); break;
-    default: launch_backward<T, 8>(p); break;
+// Chunks per gradient-pass segment: enough blocks for ~16 per SM over the run (load balance and
+// latency hiding), as few as that allows (each segment costs a partials row and a sweep step).
+// LMF_SCAN_SEG_CHUNKS=<n> forces it (tests cover multi-chunk segments on small shapes).
+int segment_chunks(int64_t B, int64_t D, int64_t nc) {
+  int64_t s = 0;
+  if (const char* e = std::getenv("LMF_SCAN_SEG_CHUNKS")) s = std::atoll(e);
+  if (s <= 0) {
+    const int64_t units = B * ((D + kTD - 1) / kTD) * nc, target = int64_t(sm_count()) * 16;
+    s = (units + target - 1) / target;
   }
+  s = std::max<int64_t>(s, (nc + 65534) / 65535);  // grid.y <= 65535
+  return int(std::clamp<int64_t>(s, 1, nc));
 }
 
 void check_out(const char* op, const char* name, const Tensor& t, DType want) {
@@ -442,20 +496,30 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   p.ddelta = ddelta.defined() ? ddelta.data_ptr() : nullptr;
   p.dz = dz.defined() ? dz.data_ptr() : nullptr;
 
-  const int64_t B = p.B, L = p.L, D = p.D, N = p.N, npad = 4 * scan::scan_groups(N);
+  const int G = scan::scan_groups(p.N);
+  const int64_t B = p.B, L = p.L, D = p.D, N = p.N, npad = 4 * G, nc = p.nc;
+  p.seg_chunks = scan::segment_chunks(B, D, nc);
+  p.nseg = int((nc + p.seg_chunks - 1) / p.seg_chunks);
+  const int64_t rows = B * p.nseg;
   const Device dev = u.device();
-  Tensor states = Tensor::empty({B, p.nsub, D, npad}, DType::f32, dev);
+  Tensor hstart = Tensor::empty({B, nc, D, npad}, DType::f32, dev);
+  Tensor seg = Tensor::empty({2, B, p.nseg, D, npad}, DType::f32, dev);
   Tensor dBC = Tensor::zeros({2, B, L, N}, DType::f32, dev);
-  Tensor partials = Tensor::empty({B * D * (npad + 2)}, DType::f32, dev);
-  p.states = states.data<float>();
+  Tensor partials = Tensor::empty({rows * D * (npad + 2)}, DType::f32, dev);
+  p.hstart = hstart.data<float>();
+  p.segP = seg.data<float>();
+  p.segG = p.segP + B * p.nseg * D * npad;
   p.dBC = dBC.data<float>();
   p.pA = partials.data<float>();
-  p.pD = p.pA + B * D * npad;
-  p.pbias = p.pD + B * D;
+  p.pD = p.pA + rows * D * npad;
+  p.pbias = p.pD + rows * D;
 
   dispatch_floating(t, op, [&]<class T>() {
-    scan::launch_forward_any_g<T, true>(p);
-    scan::launch_backward_any_g<T>(p);
+    switch (G) {
+      case 2: scan::launch_backward<T, 2>(p); break;
+      case 4: scan::launch_backward<T, 4>(p); break;
+      default: scan::launch_backward<T, 8>(p); break;
+    }
     const int64_t n = B * L * N;
     scan::scan_cast_dbc_kernel<T><<<blocks_for(n), 256, 0, stream>>>(
         p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
@@ -465,7 +529,7 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   if (dA_log_acc.defined() || dD_acc.defined() || ddelta_bias_acc.defined()) {
     scan::scan_param_grads_kernel<<<blocks_for(D * npad), 256, 0, stream>>>(
         p.pA, p.pD, p.pbias, scan::f32_or_null(dA_log_acc), scan::f32_or_null(dD_acc),
-        scan::f32_or_null(ddelta_bias_acc), p.B, p.D, p.N, int(npad));
+        scan::f32_or_null(ddelta_bias_acc), int(rows), p.D, p.N, int(npad));
     LMF_CUDA_CHECK_LAUNCH();
   }
 }
