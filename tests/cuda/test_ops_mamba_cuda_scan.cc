@@ -121,15 +121,16 @@ struct ScanCase {
 std::vector<Tensor> scan_inputs(const ScanCase& c, uint64_t seed, bool bf16) {
   const int64_t B = c.B, L = c.L, D = c.D, N = c.N;
   const float dlo = c.softplus ? -2.f : 0.05f, dhi = c.softplus ? 1.f : 0.6f;
-  std::vector<Tensor> in = {random_tensor({B, L, D}, DType::f32, seed + 1),
-                            random_tensor({B, L, D}, DType::f32, seed + 2, dlo, dhi),
-                            random_tensor({D, N}, DType::f32, seed + 3, -1.f, 1.f),
-                            random_tensor({B, L, N}, DType::f32, seed + 4),
-                            random_tensor({B, L, N}, DType::f32, seed + 5),
-                            c.Dskip ? random_tensor({D}, DType::f32, seed + 6) : Tensor(),
-                            c.z ? random_tensor({B, L, D}, DType::f32, seed + 7) : Tensor(),
-                            c.bias ? random_tensor({D}, DType::f32, seed + 8, c.softplus ? -1.f : 0.f, 0.5f) : Tensor(),
-                            c.seq ? many_docs(B, L, c.max_doc) : Tensor()};
+  std::vector<Tensor> in = {
+      random_tensor({B, L, D}, DType::f32, seed + 1),
+      random_tensor({B, L, D}, DType::f32, seed + 2, dlo, dhi),
+      random_tensor({D, N}, DType::f32, seed + 3, -1.f, 1.f),
+      random_tensor({B, L, N}, DType::f32, seed + 4),
+      random_tensor({B, L, N}, DType::f32, seed + 5),
+      c.Dskip ? random_tensor({D}, DType::f32, seed + 6) : Tensor(),
+      c.z ? random_tensor({B, L, D}, DType::f32, seed + 7) : Tensor(),
+      c.bias ? random_tensor({D}, DType::f32, seed + 8, c.softplus ? -1.f : 0.f, 0.5f) : Tensor(),
+      c.seq ? many_docs(B, L, c.max_doc) : Tensor()};
   if (bf16)
     for (auto& t : in) t = bf16_exact(t);
   return in;

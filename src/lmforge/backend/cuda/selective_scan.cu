@@ -94,8 +94,8 @@ void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& 
                             const Tensor& seq_idx, bool delta_softplus, const Tensor& out,
                             const Tensor& final_state) {
   const char* op = "selective_scan_forward";
-  scan::ScanParams p =
-      scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx, delta_softplus, Tensor());
+  scan::ScanParams p = scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx,
+                                              delta_softplus, Tensor());
   if (out.dtype() != u.dtype()) fail(op, ": out must have u's dtype ", dtype_name(u.dtype()));
   if (final_state.defined() && final_state.dtype() != DType::f32)
     fail(op, ": final_state must be f32 on CUDA, got ", dtype_name(final_state.dtype()));
@@ -103,14 +103,21 @@ void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& 
   p.final_state = final_state.defined() ? final_state.data<float>() : nullptr;
   if (p.B == 0 || p.D == 0) return;
   if (p.L == 0) {  // no step: the final state is the initial zero state
-    if (p.final_state) LMF_CUDA_CHECK(cudaMemsetAsync(p.final_state, 0, final_state.nbytes(), current_stream()));
+    if (p.final_state)
+      LMF_CUDA_CHECK(cudaMemsetAsync(p.final_state, 0, final_state.nbytes(), current_stream()));
     return;
   }
   dispatch_floating(u.dtype(), op, [&]<class T>() {
     switch (scan::scan_groups(p.N)) {
-      case 2: scan::launch_forward_any_w<T, 2>(p); break;
-      case 4: scan::launch_forward_any_w<T, 4>(p); break;
-      default: scan::launch_forward_any_w<T, 8>(p); break;
+      case 2:
+        scan::launch_forward_any_w<T, 2>(p);
+        break;
+      case 4:
+        scan::launch_forward_any_w<T, 4>(p);
+        break;
+      default:
+        scan::launch_forward_any_w<T, 8>(p);
+        break;
     }
   });
 }

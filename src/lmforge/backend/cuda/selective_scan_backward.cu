@@ -59,7 +59,8 @@ __global__ void scan_param_grads_kernel(const float* pA, const float* pD, const 
 // dB, dC (dtype T) from their f32 accumulators dBC [2, n].
 template <class T>
 __global__ void scan_cast_dbc_kernel(const float* dBC, T* dB, T* dC, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     if (dB) dB[i] = from_f<T>(dBC[i]);
     if (dC) dC[i] = from_f<T>(dBC[n + i]);
   }
@@ -121,8 +122,8 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
                              const Tensor& ddelta, const Tensor& dBm, const Tensor& dCm, const Tensor& dz,
                              const Tensor& dA_log_acc, const Tensor& dD_acc, const Tensor& ddelta_bias_acc) {
   const char* op = "selective_scan_backward";
-  scan::ScanParams p =
-      scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx, delta_softplus, dout);
+  scan::ScanParams p = scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx,
+                                              delta_softplus, dout);
   const DType t = u.dtype();
   scan::check_out(op, "du", du, t);
   scan::check_out(op, "ddelta", ddelta, t);
@@ -164,14 +165,20 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
 
   dispatch_floating(t, op, [&]<class T>() {
     switch (G) {
-      case 2: scan::launch_backward<T, 2>(p); break;
-      case 4: scan::launch_backward<T, 4>(p); break;
-      default: scan::launch_backward<T, 8>(p); break;
+      case 2:
+        scan::launch_backward<T, 2>(p);
+        break;
+      case 4:
+        scan::launch_backward<T, 4>(p);
+        break;
+      default:
+        scan::launch_backward<T, 8>(p);
+        break;
     }
     const int64_t n = B * L * N;
-    scan::scan_cast_dbc_kernel<T><<<blocks_for(n), 256, 0, stream>>>(
-        p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
-        dCm.defined() ? static_cast<T*>(dCm.data_ptr()) : nullptr, n);
+    scan::scan_cast_dbc_kernel<T>
+        <<<blocks_for(n), 256, 0, stream>>>(p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
+                                            dCm.defined() ? static_cast<T*>(dCm.data_ptr()) : nullptr, n);
     LMF_CUDA_CHECK_LAUNCH();
   });
   if (dA_log_acc.defined() || dD_acc.defined() || ddelta_bias_acc.defined()) {

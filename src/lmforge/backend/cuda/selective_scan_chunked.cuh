@@ -38,10 +38,10 @@ constexpr int kTF = 16;  // channels per walker block
 template <int G, int W>
 struct Walker {
   static constexpr int kNPad = 4 * G;
-  static constexpr int kRow = kTF * G;           // threads of one time row
+  static constexpr int kRow = kTF * G;  // threads of one time row
   static constexpr int kThreads = kRow * W;
-  static constexpr int kT = kCS / W;             // steps per thread and chunk
-  static constexpr int kStates = kTF * kNPad;    // (channel, state) pairs of the block
+  static constexpr int kT = kCS / W;           // steps per thread and chunk
+  static constexpr int kStates = kTF * kNPad;  // (channel, state) pairs of the block
   static_assert(W == 1 || W == 4, "one or four time rows");
   static_assert(kRow % 32 == 0, "a time row is whole warps (g-lane shuffles, uniform reset branches)");
   static_assert(W == 1 || kThreads == kStates, "the fold maps thread k to (channel, state) k");
@@ -271,9 +271,11 @@ __global__ void __launch_bounds__(Walker<G, W>::kThreads) scan_fwd_kernel(ScanPa
       float ah[kT][kNP];
       const int tbase = w * kT, slot = cl * kNPad + 4 * g;
       if ((mask >> tbase) & ((1u << kT) - 1u))
-        fwd_pass1<G, kT, true>(s_dtu, s_B, mask, A2, ah, s_P + w * kS + slot, s_H + w * kS + slot, tbase, cl, g);
+        fwd_pass1<G, kT, true>(s_dtu, s_B, mask, A2, ah, s_P + w * kS + slot, s_H + w * kS + slot, tbase, cl,
+                               g);
       else
-        fwd_pass1<G, kT, false>(s_dtu, s_B, mask, A2, ah, s_P + w * kS + slot, s_H + w * kS + slot, tbase, cl, g);
+        fwd_pass1<G, kT, false>(s_dtu, s_B, mask, A2, ah, s_P + w * kS + slot, s_H + w * kS + slot, tbase, cl,
+                                g);
       __syncthreads();
       carry = fold_rows<W>(s_P + tid, s_H + tid, kS, carry);
       __syncthreads();
@@ -317,10 +319,10 @@ __global__ void __launch_bounds__(Walker<G, W>::kThreads) scan_fwd_kernel(ScanPa
 // ---- backward preparation -----------------------------------------------------------------------
 // W = 1: the chunk's 32 steps: states h, and the segment's running (P, G) of this thread.
 template <int G, bool kReset>
-__device__ __forceinline__ void prep_chunk_sequential(const float2* s_dtu, const float* s_gy, const float* s_B,
-                                                      const float* s_C, uint32_t mask, const float (&A2)[kNP],
-                                                      float (&h)[kNP], float (&P)[kNP], float (&Gs)[kNP], int cl,
-                                                      int g) {
+__device__ __forceinline__ void prep_chunk_sequential(const float2* s_dtu, const float* s_gy,
+                                                      const float* s_B, const float* s_C, uint32_t mask,
+                                                      const float (&A2)[kNP], float (&h)[kNP],
+                                                      float (&P)[kNP], float (&Gs)[kNP], int cl, int g) {
   constexpr int kNPad = 4 * G;
 #pragma unroll 8
   for (int t = 0; t < kCS; t++) {
@@ -333,7 +335,7 @@ __device__ __forceinline__ void prep_chunk_sequential(const float2* s_dtu, const
 #pragma unroll
     for (int i = 0; i < kNP; i++) {
       const float a = decay(dd.x, A2[i], rs);
-      P[i] *= a;                            // prod of the decays up to and including t
+      P[i] *= a;  // prod of the decays up to and including t
       Gs[i] = fmaf(P[i], gy * cc[i], Gs[i]);
       h[i] = fmaf(a, h[i], dd.y * bb[i]);
     }
@@ -342,9 +344,9 @@ __device__ __forceinline__ void prep_chunk_sequential(const float2* s_dtu, const
 
 // W = 4, pass 1: the row summaries (P, H, G) of steps tbase..tbase+kT-1 (from h = 0, P = 1, G = 0).
 template <int G, int kT, bool kReset>
-__device__ __forceinline__ void prep_pass1(const float2* s_dtu, const float* s_gy, const float* s_B, const float* s_C,
-                                           uint32_t mask, const float (&A2)[kNP], float* sP, float* sH, float* sG,
-                                           int tbase, int cl, int g) {
+__device__ __forceinline__ void prep_pass1(const float2* s_dtu, const float* s_gy, const float* s_B,
+                                           const float* s_C, uint32_t mask, const float (&A2)[kNP], float* sP,
+                                           float* sH, float* sG, int tbase, int cl, int g) {
   constexpr int kNPad = 4 * G;
   float H[kNP] = {0.f, 0.f, 0.f, 0.f}, P[kNP] = {1.f, 1.f, 1.f, 1.f}, Gs[kNP] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
@@ -374,7 +376,8 @@ __device__ __forceinline__ void prep_pass1(const float2* s_dtu, const float* s_g
 // carry(nseg - 1) = 0, carry(s) = G(s + 1) + P(s + 1) carry(s + 1). VEC = 4 (float4 per thread)
 // or 1. The thread reads back only what it wrote itself, so no synchronisation is needed.
 template <int VEC>
-__device__ __forceinline__ void sweep_segments(float* segP, float* segG, int64_t base, int64_t stride, int nseg) {
+__device__ __forceinline__ void sweep_segments(float* segP, float* segG, int64_t base, int64_t stride,
+                                               int nseg) {
   float cy[VEC];
 #pragma unroll
   for (int i = 0; i < VEC; i++) cy[i] = 0.f;
@@ -444,7 +447,8 @@ __global__ void __launch_bounds__(Walker<G, W>::kThreads) scan_bwd_prep_kernel(S
   const int64_t own = W == 1 ? int64_t(d) * kNPad + 4 * g : int64_t(d0) * kNPad + tid;
   const int64_t col = int64_t(p.D) * kNPad;  // one (b, chunk) or (b, segment) slice
 
-  float h[kNP] = {0.f, 0.f, 0.f, 0.f}, P[kNP] = {1.f, 1.f, 1.f, 1.f}, Gs[kNP] = {0.f, 0.f, 0.f, 0.f};  // W == 1
+  float h[kNP] = {0.f, 0.f, 0.f, 0.f}, P[kNP] = {1.f, 1.f, 1.f, 1.f},
+        Gs[kNP] = {0.f, 0.f, 0.f, 0.f};   // W == 1
   float carry = 0.f, Pk = 1.f, Gk = 0.f;  // W == 4: state k = tid
   stage_chunk<T, kTF, kNPad, 4, 2>(smem, p, b, 0, d0);
   cp_async_commit();
@@ -484,9 +488,11 @@ __global__ void __launch_bounds__(Walker<G, W>::kThreads) scan_bwd_prep_kernel(S
     } else {
       const int tbase = w * kT, slot = w * kS + cl * kNPad + 4 * g;
       if ((mask >> tbase) & ((1u << kT) - 1u))
-        prep_pass1<G, kT, true>(s_dtu, s_gy, s_B, s_C, mask, A2, s_P + slot, s_H + slot, s_G + slot, tbase, cl, g);
+        prep_pass1<G, kT, true>(s_dtu, s_gy, s_B, s_C, mask, A2, s_P + slot, s_H + slot, s_G + slot, tbase,
+                                cl, g);
       else
-        prep_pass1<G, kT, false>(s_dtu, s_gy, s_B, s_C, mask, A2, s_P + slot, s_H + slot, s_G + slot, tbase, cl, g);
+        prep_pass1<G, kT, false>(s_dtu, s_gy, s_B, s_C, mask, A2, s_P + slot, s_H + slot, s_G + slot, tbase,
+                                 cl, g);
       __syncthreads();
       // Fold of state k = tid: its chunk-start state out, then the rows in time order. (The
       // next writes of s_P / s_H / s_G come after two barriers of the next chunk.)

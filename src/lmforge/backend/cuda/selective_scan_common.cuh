@@ -41,9 +41,9 @@ struct ScanParams {
   void* du = nullptr;
   void* ddelta = nullptr;
   void* dz = nullptr;
-  ParamPtr A_log;       // [D, N]
-  ParamPtr Dskip;       // [D], optional
-  ParamPtr delta_bias;  // [D], optional
+  ParamPtr A_log;                // [D, N]
+  ParamPtr Dskip;                // [D], optional
+  ParamPtr delta_bias;           // [D], optional
   const int32_t* seq = nullptr;  // [B, L], optional
   float* final_state = nullptr;  // [B, D, N], optional (forward)
   // Backward scratch (f32, written by the preparation pass, read by the gradient pass):
@@ -95,7 +95,9 @@ __device__ __forceinline__ void stage_chunk(char* buf, const ScanParams& p, int 
   const void* act[4] = {p.u, p.delta, p.z, p.dout};
 #pragma unroll
   for (int a = 0; a < NACT; a++)
-    if (act[a]) stage_tile<T>(SL::act(buf, a), static_cast<const T*>(act[a]) + act_off, p.D, kCS, TD, rows, cols, p.vec_act);
+    if (act[a])
+      stage_tile<T>(SL::act(buf, a), static_cast<const T*>(act[a]) + act_off, p.D, kCS, TD, rows, cols,
+                    p.vec_act);
   const void* bc[2] = {p.Bm, p.Cm};
 #pragma unroll
   for (int k = 0; k < NBC; k++)

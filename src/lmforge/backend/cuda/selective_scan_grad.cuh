@@ -15,14 +15,14 @@ template <class T, int G>
 struct BackwardLayout {
   using Stage = StageLayout<T, kTD, 4 * G, 4, 2>;  // u, delta, z, dout; B, C (one buffer)
   static constexpr int kNPad = 4 * G;
-  static constexpr int kDtuOff = Stage::kBytes;                      // float2 [kCS][kTD]: dt, dt*u
-  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);    // float [kCS][kTD]
-  static constexpr int kSub = align16(3 * kSC * kTD * 4);            // float [3][kSC][kTD]: y, p1, p2
-  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);    // 2 sub-chunk buffers
-  static constexpr int kBCOff = kSubOff + 2 * kSub;                  // float [2][kCS][kNPad]
-  static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);      // float [G][kSC][2][kNPad]
+  static constexpr int kDtuOff = Stage::kBytes;                          // float2 [kCS][kTD]: dt, dt*u
+  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);        // float [kCS][kTD]
+  static constexpr int kSub = align16(3 * kSC * kTD * 4);                // float [3][kSC][kTD]: y, p1, p2
+  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);        // 2 sub-chunk buffers
+  static constexpr int kBCOff = kSubOff + 2 * kSub;                      // float [2][kCS][kNPad]
+  static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);          // float [G][kSC][2][kNPad]
   static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
-  static constexpr int kCkOff = kRedOff + 2 * kRed;                  // float4 [kNSub][kTD * G]
+  static constexpr int kCkOff = kRedOff + 2 * kRed;                      // float4 [kNSub][kTD * G]
   static constexpr int kMaskOff = kCkOff + kNSub * kTD * G * 16;
   static constexpr int kBytes = kMaskOff + 16;
   static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
@@ -44,8 +44,8 @@ struct BwdShared {
 // h0: ck[k * stride] (this thread's float4 slots; only this thread reads them back).
 template <int G, bool kReset>
 __device__ __forceinline__ void walk_subchunk_starts(const float2* s_dtu, const float* s_B, uint32_t mask,
-                                                     const float (&A2)[kNP], float4 h0, float4* ck, int stride,
-                                                     int cl, int g) {
+                                                     const float (&A2)[kNP], float4 h0, float4* ck,
+                                                     int stride, int cl, int g) {
   constexpr int kNPad = 4 * G;
   float h[kNP];
   unpack4(h0, h);
@@ -71,8 +71,9 @@ __device__ __forceinline__ void walk_subchunk_starts(const float2* s_dtu, const 
 // decay, so 0 past a document start).
 template <int G, bool kReset>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], const float (&A2)[kNP], float (&carry)[kNP],
-                                                  float (&dA)[kNP], bool has_z, int g, int cl, int lane, int warp) {
+                                                  const float (&A)[kNP], const float (&A2)[kNP],
+                                                  float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
+                                                  int cl, int lane, int warp) {
   constexpr int kNPad = 4 * G;
   float h0[kNP];
   unpack4(h0v, h0);
@@ -128,9 +129,9 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       q1 = fmaf(gi, bb[i], q1);
       const float hp = j > 0 ? hs[j - 1][i] : h0[i];
       const float ga = gi * a[j][i];
-      const float qq = ga * hp;        // dL/da_t * a_t
-      q2 = fmaf(qq, A[i], q2);         // d a_t / d dt = A a_t
-      dA[i] = fmaf(qq, dd.x, dA[i]);   // d a_t / d A = dt a_t
+      const float qq = ga * hp;       // dL/da_t * a_t
+      q2 = fmaf(qq, A[i], q2);        // d a_t / d dt = A a_t
+      dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
       carry[i] = ga;
     }
     {
@@ -158,9 +159,10 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
 }
 
 template <class T, int G>
-__device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s, const T* su,
-                                                           const T* sdl, const T* sz, const T* sdo, int b, int t0,
-                                                           int k, int cols, float bias_e, float D_e, float& accD,
+__device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
+                                                           const T* su, const T* sdl, const T* sz,
+                                                           const T* sdo, int b, int t0, int k, int cols,
+                                                           float bias_e, float D_e, float& accD,
                                                            float& accBias) {
   constexpr int kNPad = 4 * G;
   const int ce = threadIdx.x & 31;
@@ -281,7 +283,8 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    const float4 hst = d < p.D ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 hst =
+        d < p.D ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own) : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
     stage_chunk<T, kTD, kNPad, 4, 2>(smem, p, b, t0, d0);
     cp_async_commit();
@@ -341,8 +344,8 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   if (d < p.D)
     reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
-  __syncthreads();  // shared memory is reused below
-  float* s_acc = s_gy;  // [2][G][32]
+  __syncthreads();                                                            // shared memory is reused below
+  float* s_acc = s_gy;                                                        // [2][G][32]
   s_acc[warp * 32 + lane] = accD;
   s_acc[(G + warp) * 32 + lane] = accBias;
   __syncthreads();
