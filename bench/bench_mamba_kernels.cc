@@ -1,18 +1,22 @@
 // Mamba kernel bandwidth: selective scan and causal conv1d, forward and backward, at the
-// Mamba-130m (B 8, L 1024, D 1536) and Mamba-1.4B (B 4, L 2048, D 4096) shapes with N = 16,
+// Mamba-130m (B 8, L 1024 and B 4, L 4096, D 1536) and Mamba-1.4B (B 4, L 2048, D 4096) shapes
+// with N = 16,
 // K = 4, bf16 activations and f32 A_log / D / dt bias (the training layout; conv weights bf16),
 // plus the 130m scan with packed documents (seq_idx). Calls the lmf::cuda kernels directly with
 // preallocated outputs, times `runs` calls with CUDA events on lmforge's stream after `warmup`
 // calls (median), and times a 1 GiB device-to-device cudaMemcpy in the same run.
 // One JSON line per case:
 //   {"op":"scan_fwd","shape":"mamba-130m","B":8,"L":1024,"D":1536,"N":16,"K":4,"docs":false,
-//    "median_ms":..,"bytes":..,"gbs":..,"memcpy_gbs":..,"ratio":..,"device":".."}
+//    "variant":"auto","median_ms":..,"bytes":..,"gbs":..,"memcpy_gbs":..,"ratio":..,"device":".."}
 // Bytes = interface traffic, each tensor once: scan fwd reads u, delta, z, B, C and writes out;
 // scan bwd reads u, delta, z, B, C, dout and writes du, ddelta, dz, dB, dC; conv fwd reads x and
 // writes y; conv bwd reads x, dy and writes dx. memcpy_gbs counts read + write. ratio = gbs /
 // memcpy_gbs (the scan forward targets >= 0.6).
 // Peer: mamba-ssm's selective_scan_fn / causal_conv1d_fn at the same shapes (run separately).
-// Usage: bench_mamba_kernels [--runs R] [--warmup W] [--shape 130m|1.4b|all]
+// --variants also times the scan with each walker shape forced (LMF_SCAN_WALK_ROWS=1|4, "rows=1",
+// "rows=4") and the backward with fixed segment sizes (LMF_SCAN_SEG_CHUNKS, "seg=S"): the data
+// for tuning the automatic choices (variant "auto").
+// Usage: bench_mamba_kernels [--runs R] [--warmup W] [--shape 130m|130m-4k|1.4b|all] [--variants]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -89,18 +93,49 @@ struct Ctx {
   int runs, warmup;
   double copy_gbs;
   std::string device;
+  bool variants;
 };
 
-void report(const Ctx& c, const char* op, const Shape4& s, bool docs, double ms, double bytes) {
+void report(const Ctx& c, const char* op, const Shape4& s, bool docs, double ms, double bytes,
+            const std::string& variant = "auto") {
   const double gbs = bytes / (ms * 1e-3) / 1e9;
   std::printf(
       "{\"op\":\"%s\",\"shape\":\"%s\",\"B\":%lld,\"L\":%lld,\"D\":%lld,\"N\":%lld,\"K\":%lld,\"docs\":%s,"
-      "\"median_ms\":%.4f,\"bytes\":%.0f,\"gbs\":%.1f,\"memcpy_gbs\":%.1f,\"ratio\":%.3f,\"device\":\"%s\"}\n",
+      "\"variant\":\"%s\",\"median_ms\":%.4f,\"bytes\":%.0f,\"gbs\":%.1f,\"memcpy_gbs\":%.1f,\"ratio\":%.3f,"
+      "\"device\":\"%s\"}\n",
       op, s.name, static_cast<long long>(s.B), static_cast<long long>(s.L), static_cast<long long>(s.D),
-      static_cast<long long>(s.N), static_cast<long long>(s.K), docs ? "true" : "false", ms, bytes, gbs, c.copy_gbs,
-      gbs / c.copy_gbs, c.device.c_str());
+      static_cast<long long>(s.N), static_cast<long long>(s.K), docs ? "true" : "false", variant.c_str(), ms, bytes,
+      gbs, c.copy_gbs, gbs / c.copy_gbs, c.device.c_str());
   std::fflush(stdout);
 }
+
+// Sets an environment variable (nullptr: unsets it) for the guard's lifetime.
+class EnvGuard {
+ public:
+  EnvGuard(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) {
+      had_ = true;
+      old_ = old;
+    }
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (had_)
+      setenv(name_, old_.c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
 
 // Packed documents of 100..400 tokens (a realistic packing density).
 Tensor doc_ids(int64_t B, int64_t L) {
@@ -139,17 +174,32 @@ void bench_shape(const Ctx& c, const Shape4& s, bool with_docs_variant) {
   const double act = double(B * L * D) * 2, bc = double(B * L * N) * 2;
   for (int docs = 0; docs < (with_docs_variant ? 2 : 1); docs++) {
     Tensor seq = docs ? doc_ids(B, L) : Tensor();
-    const double f = time_ms(
-        [&] { cuda::selective_scan_forward(u, delta, A_log, Bm, Cm, Dskip, z, dt_bias, seq, true, out, Tensor()); },
-        c.runs, c.warmup);
-    report(c, "scan_fwd", s, docs, f, 4 * act + 2 * bc);
-    const double bwd = time_ms(
-        [&] {
-          cuda::selective_scan_backward(u, delta, A_log, Bm, Cm, Dskip, z, dt_bias, seq, true, dout, du, ddelta, dB, dC,
-                                        dz, dA, dD, dbias);
-        },
-        c.runs, c.warmup);
-    report(c, "scan_bwd", s, docs, bwd, 7 * act + 4 * bc);
+    auto fwd = [&] {
+      return time_ms(
+          [&] { cuda::selective_scan_forward(u, delta, A_log, Bm, Cm, Dskip, z, dt_bias, seq, true, out, Tensor()); },
+          c.runs, c.warmup);
+    };
+    auto bwd = [&] {
+      return time_ms(
+          [&] {
+            cuda::selective_scan_backward(u, delta, A_log, Bm, Cm, Dskip, z, dt_bias, seq, true, dout, du, ddelta, dB,
+                                          dC, dz, dA, dD, dbias);
+          },
+          c.runs, c.warmup);
+    };
+    report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc);
+    report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc);
+    if (c.variants && !docs) {
+      for (const char* rows : {"1", "4"}) {
+        EnvGuard g("LMF_SCAN_WALK_ROWS", rows);
+        report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("rows=") + rows);
+        report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("rows=") + rows);
+      }
+      for (const char* seg : {"1", "2", "4", "8", "16"}) {
+        EnvGuard g("LMF_SCAN_SEG_CHUNKS", seg);
+        report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("seg=") + seg);
+      }
+    }
   }
 
   Tensor w = random_tensor({D, K}, bf, 10, -0.5f, 0.5f), cb = random_tensor({D}, bf, 11, -0.5f, 0.5f);
@@ -161,14 +211,16 @@ void bench_shape(const Ctx& c, const Shape4& s, bool with_docs_variant) {
   report(c, "conv_bwd", s, false, cbw, 3 * act);
 }
 
-int run(const std::string& which, int runs, int warmup) {
+int run(const std::string& which, int runs, int warmup, bool variants) {
   if (cuda_device_count() == 0) fail("bench_mamba_kernels: no CUDA device visible");
   autograd::NoGradGuard no_grad;
   cudaDeviceProp prop{};
   LMF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  Ctx c{runs, warmup, memcpy_gbs(runs, warmup), prop.name};
-  const Shape4 small{"mamba-130m", 8, 1024, 1536, 16, 4}, large{"mamba-1.4b", 4, 2048, 4096, 16, 4};
+  Ctx c{runs, warmup, memcpy_gbs(runs, warmup), prop.name, variants};
+  const Shape4 small{"mamba-130m", 8, 1024, 1536, 16, 4}, small_long{"mamba-130m", 4, 4096, 1536, 16, 4},
+      large{"mamba-1.4b", 4, 2048, 4096, 16, 4};
   if (which == "130m" || which == "all") bench_shape(c, small, true);
+  if (which == "130m-4k" || which == "all") bench_shape(c, small_long, false);
   if (which == "1.4b" || which == "all") bench_shape(c, large, false);
   return 0;
 }
@@ -176,17 +228,23 @@ int run(const std::string& which, int runs, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* usage = "usage: bench_mamba_kernels [--runs R] [--warmup W] [--shape 130m|1.4b|all]\n";
+  const char* usage =
+      "usage: bench_mamba_kernels [--runs R] [--warmup W] [--shape 130m|130m-4k|1.4b|all] [--variants]\n";
   std::string shape = "all";
   int runs = 20, warmup = 5;
+  bool variants = false;
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
+    if (a == "--variants") {
+      variants = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "bench_mamba_kernels: %s needs a value\n%s", a.c_str(), usage);
       return 2;
     }
     const std::string v = argv[++i];
-    if (a == "--shape" && (v == "130m" || v == "1.4b" || v == "all")) {
+    if (a == "--shape" && (v == "130m" || v == "130m-4k" || v == "1.4b" || v == "all")) {
       shape = v;
     } else if (a == "--runs" && std::atoi(v.c_str()) > 0) {
       runs = std::atoi(v.c_str());
@@ -198,7 +256,7 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    return run(shape, runs, warmup);
+    return run(shape, runs, warmup, variants);
   } catch (const lmf::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

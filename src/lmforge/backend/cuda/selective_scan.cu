@@ -1,10 +1,14 @@
-// Selective scan forward on CUDA (kernel_list.inc). The kernel and its work decomposition are in
-// selective_scan_common.cuh; this file validates what the ops layer cannot know about the CUDA
-// path (one activation dtype, N <= 32) and launches it.
+// Selective scan forward on CUDA (kernel_list.inc). The kernel is the forward chunk walker of
+// selective_scan_chunked.cuh; this file validates what the ops layer cannot know about the CUDA
+// path (one activation dtype, N <= 32), picks the walker shape and launches it.
 //
-// Launch: grid (ceil(D / 32), B), 32 * G threads (G = ceil(N / 4): 128 for N = 16), dynamic
-// shared memory ForwardLayout::kBytes (bf16, N = 16: ~25 KB, several blocks per SM).
-#include "lmforge/backend/cuda/selective_scan_common.cuh"
+// Launch: grid (ceil(D / 16), B); Walker<G, W>::kThreads threads (G = 2 / 4 / 8 for N <= 8 /
+// 16 / 32; W = 4 time rows unless the grid alone fills the GPU: 256 threads for N = 16);
+// WalkLayout::kBytes of dynamic shared memory (bf16, N = 16, W = 4: ~28 KB).
+#include <cstdlib>
+#include <cstring>
+
+#include "lmforge/backend/cuda/selective_scan_chunked.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -41,7 +45,7 @@ ScanParams make_scan_params(const char* op, const Tensor& u, const Tensor& delta
   p.L = int(L);
   p.D = int(D);
   p.N = int(N);
-  p.nsub = int((L + kSC - 1) / kSC);
+  p.nc = int((L + kCS - 1) / kCS);
   p.softplus = delta_softplus;
   const int V = 16 / int(dtype_size(t));
   p.vec_act = D % V == 0;
@@ -51,6 +55,38 @@ ScanParams make_scan_params(const char* op, const Tensor& u, const Tensor& delta
   return p;
 }
 
+int walker_rows(const ScanParams& p, int G) {
+  if (const char* e = std::getenv("LMF_SCAN_WALK_ROWS")) {
+    if (std::strcmp(e, "1") == 0) return 1;
+    if (std::strcmp(e, "4") == 0) return 4;
+  }
+  const int64_t blocks = int64_t(p.B) * ((p.D + kTF - 1) / kTF);
+  const int64_t warps = blocks * (kTF * G / 32);  // with one time row
+  return warps >= int64_t(24) * sm_count() ? 1 : 4;
+}
+
+namespace {
+
+template <class T, int G, int W>
+void launch_forward(const ScanParams& p) {
+  constexpr int smem = WalkLayout<T, G, W, false>::kBytes;
+  auto kernel = scan_fwd_kernel<T, G, W>;
+  static std::atomic<uint64_t> prepared{0};
+  prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
+  const dim3 grid(unsigned((p.D + kTF - 1) / kTF), unsigned(p.B));
+  kernel<<<grid, Walker<G, W>::kThreads, smem, current_stream()>>>(p);
+  LMF_CUDA_CHECK_LAUNCH();
+}
+
+template <class T, int G>
+void launch_forward_any_w(const ScanParams& p) {
+  if (walker_rows(p, G) == 1)
+    launch_forward<T, G, 1>(p);
+  else
+    launch_forward<T, G, 4>(p);
+}
+
+}  // namespace
 }  // namespace scan
 
 void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm,
@@ -58,8 +94,8 @@ void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& 
                             const Tensor& seq_idx, bool delta_softplus, const Tensor& out,
                             const Tensor& final_state) {
   const char* op = "selective_scan_forward";
-  scan::ScanParams p =
-      scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx, delta_softplus, Tensor());
+  scan::ScanParams p = scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx,
+                                              delta_softplus, Tensor());
   if (out.dtype() != u.dtype()) fail(op, ": out must have u's dtype ", dtype_name(u.dtype()));
   if (final_state.defined() && final_state.dtype() != DType::f32)
     fail(op, ": final_state must be f32 on CUDA, got ", dtype_name(final_state.dtype()));
@@ -67,10 +103,23 @@ void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& 
   p.final_state = final_state.defined() ? final_state.data<float>() : nullptr;
   if (p.B == 0 || p.D == 0) return;
   if (p.L == 0) {  // no step: the final state is the initial zero state
-    if (p.final_state) LMF_CUDA_CHECK(cudaMemsetAsync(p.final_state, 0, final_state.nbytes(), current_stream()));
+    if (p.final_state)
+      LMF_CUDA_CHECK(cudaMemsetAsync(p.final_state, 0, final_state.nbytes(), current_stream()));
     return;
   }
-  dispatch_floating(u.dtype(), op, [&]<class T>() { scan::launch_forward_any_g<T, false>(p); });
+  dispatch_floating(u.dtype(), op, [&]<class T>() {
+    switch (scan::scan_groups(p.N)) {
+      case 2:
+        scan::launch_forward_any_w<T, 2>(p);
+        break;
+      case 4:
+        scan::launch_forward_any_w<T, 4>(p);
+        break;
+      default:
+        scan::launch_forward_any_w<T, 8>(p);
+        break;
+    }
+  });
 }
 
 }  // namespace lmf::cuda

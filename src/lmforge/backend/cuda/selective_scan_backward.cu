@@ -1,24 +1,30 @@
 // Selective scan backward on CUDA (kernel_list.inc). Nothing but the inputs is saved by the
-// forward, so the backward runs three kernels:
-//  1. checkpoint pass: the forward recurrence (scan_forward_kernel<kStates = true>) storing h
-//     before every kSC = 8th step into a [B, L/8, D, kNPad] f32 scratch (8 B per (b, t, d) for
-//     N = 16; reads only u, delta, B);
-//  2. scan_backward_kernel: the block of (b, 32 channels) walks the chunks from last to first;
-//     within a chunk, the 8-step sub-chunks from last to first: recompute the 8 steps forward
-//     from their checkpoint keeping exp(dt A) and h in registers, then step backwards with the
-//     carried dL/dh (g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1}, cut at document starts);
+// forward, so the backward runs:
+//  1. the preparation walker (scan_bwd_prep_kernel, selective_scan_chunked.cuh): per (b, 16
+//     channels), the chunks in order with the chunk scanned in parallel over time. It stores the
+//     state entering every chunk of 32 steps (hstart, [B, L/32, D, kNPad] f32: 2 B per (b, t, d)
+//     for N = 16) and, per segment of seg_chunks chunks, the dL/dh carry entering the segment from
+//     the right (segG), so that
+//  2. scan_backward_kernel processes all (b, 32 channels, segment) blocks in parallel: the
+//     segment's chunks from last to first; per chunk, a walk from hstart gives the states at the
+//     starts of its four 8-step sub-chunks; the sub-chunks from last to first recompute their 8
+//     steps forward keeping exp(dt A) and h in registers, then step backwards with the carried
+//     dL/dh (g_t = gy_t C_t + a_{t+1} g_{t+1}, a = 0 at document starts cuts it);
 //  3. finalize: dBm / dCm cast from their f32 accumulators, parameter gradients summed over the
-//     batch rows into the *_acc tensors.
+//     per-block partials into the *_acc tensors.
 // Reductions. dB_t[n] = sum_d g_t[n] dt u and dC_t[n] = sum_d gy h_t[n] are sums over channels:
 // transpose-reduced over the channel lanes of a warp (7 shuffles per step for 8 values), summed
 // over the block's warps in shared memory, then ONE float4 atomicAdd per (b, t, 4 states, B|C)
 // per block into f32 accumulators: the order of those D/32 additions varies run to run, so
 // dBm / dCm are non-deterministic in the last bits. dA_log, dD, ddelta_bias are reduced in a
-// fixed order (per-block partials [B, D(, N)], then a sum over B): deterministic.
+// fixed order (per-block partials [B * nseg, D(, N)], then a sum over the rows): deterministic.
 //
-// Launch: grid (ceil(D / 32), B), 32 * G threads, BackwardLayout::kBytes of dynamic shared
-// memory (bf16, N = 16: ~51 KB, four blocks per SM on H100).
-#include "lmforge/backend/cuda/selective_scan_common.cuh"
+// Launch of 2: grid (ceil(D / 32), nseg, B), 32 * G threads, BackwardLayout::kBytes of dynamic
+// shared memory (bf16, N = 16: ~48 KB, four blocks per SM on H100).
+#include <algorithm>
+#include <cstdlib>
+
+#include "lmforge/backend/cuda/selective_scan_grad.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -26,346 +32,23 @@ namespace lmf::cuda {
 namespace scan {
 namespace {
 
-template <class T, int G>
-struct BackwardLayout {
-  using Stage = StageLayout<T, G, 4, 2>;  // u, delta, z, dout; B, C
-  static constexpr int kNPad = 4 * G;
-  static constexpr int kDtuOff = 2 * Stage::kBytes;                  // float2 [kCS][kTD]: dt, dt*u
-  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);    // float [kCS][kTD]
-  static constexpr int kSub = align16(3 * kSC * kTD * 4);            // float [3][kSC][kTD]: y, p1, p2
-  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);    // 2 sub-chunk buffers
-  static constexpr int kBCOff = kSubOff + 2 * kSub;                  // float [2][kCS][kNPad]
-  static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);      // float [G][kSC][2][kNPad]
-  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
-  static constexpr int kMaskOff = kRedOff + 2 * kRed;
-  static constexpr int kBytes = kMaskOff + 16;
-  static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
-};
-
-// Pointers into shared memory: chunk arrays [kCS][...] and one sub-chunk buffer [kSC][...].
-struct BwdShared {
-  const float2* dtu;  // (dt, dt*u), chunk
-  const float* gy;    // dL/dy before the gate: dout * silu(z) (or dout), chunk
-  const float* B;     // chunk
-  const float* C;     // chunk
-  float* y;           // sum_n h C (for dz), sub-chunk
-  float* p1;          // sum_n g B, sub-chunk
-  float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
-  float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
-};
-
-// One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from checkpoint h0, then
-// the reverse steps. carry = dL/dh_{t} flowing from step t+1 (already multiplied by its decay).
-template <int G, bool kReset>
-__device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], float (&carry)[kNP],
-                                                  float (&dA)[kNP], bool has_z, int g, int cl, int lane, int warp) {
-  constexpr int kNPad = 4 * G;
-  const float h0[kNP] = {h0v.x, h0v.y, h0v.z, h0v.w};
-  float a[kSC][kNP], hs[kSC][kNP];
-  {
-    float h[kNP] = {h0[0], h0[1], h0[2], h0[3]};
-    float yv[kSC];
-#pragma unroll
-    for (int j = 0; j < kSC; j++) {
-      const int t = k * kSC + j;
-      const float2 dd = s.dtu[t * kTD + cl];
-      const float4 bv = reinterpret_cast<const float4*>(s.B + t * kNPad)[g];
-      const float4 cv = reinterpret_cast<const float4*>(s.C + t * kNPad)[g];
-      const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
-      const bool rs = kReset && ((mask >> t) & 1u);
-      const float dtl = dd.x * kLog2e;  // exp(dt A) = 2^(dt log2(e) A)
-      float acc = 0.f;
-#pragma unroll
-      for (int i = 0; i < kNP; i++) {
-        a[j][i] = exp2_approx(dtl * A[i]);
-        const float x = dd.y * bb[i];
-        h[i] = rs ? x : fmaf(a[j][i], h[i], x);
-        hs[j][i] = h[i];
-        acc = fmaf(h[i], cc[i], acc);
-      }
-      yv[j] = acc;
-    }
-    if (has_z) {
-      using Red = LaneReduce<kSC, G / 2, 1>;
-      int base = 0;
-      Red::run(yv, lane, base);
-      if ((lane & Red::kWriterMask) == 0) {
-#pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kTD + cl] = yv[j];
-      }
-    }
-  }
-#pragma unroll
-  for (int j = kSC - 1; j >= 0; j--) {
-    const int t = k * kSC + j;
-    const float gy = s.gy[t * kTD + cl];
-    const float2 dd = s.dtu[t * kTD + cl];
-    const float4 bv = reinterpret_cast<const float4*>(s.B + t * kNPad)[g];
-    const float4 cv = reinterpret_cast<const float4*>(s.C + t * kNPad)[g];
-    const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
-    const bool rs = kReset && ((mask >> t) & 1u);
-    float dv[8];  // dB for the 4 states, then dC
-    float q1 = 0.f, q2 = 0.f;
-#pragma unroll
-    for (int i = 0; i < kNP; i++) {
-      // h_t = a_t h_{t-1} + dt u B (h_{t-1} = 0 at a document start).
-      const float gi = fmaf(gy, cc[i], carry[i]);  // dL/dh_t
-      dv[i] = gi * dd.y;
-      dv[4 + i] = gy * hs[j][i];
-      q1 = fmaf(gi, bb[i], q1);
-      const float hp = rs ? 0.f : (j > 0 ? hs[j - 1][i] : h0[i]);
-      const float ga = gi * a[j][i];
-      const float qq = ga * hp;  // dL/da_t * a_t
-      q2 = fmaf(qq, A[i], q2);   // d a_t / d dt = A a_t
-      dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
-      carry[i] = rs ? 0.f : ga;
-    }
-    {
-      // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel: after one exchange
-      // step lane g = 0 holds the first, lane g = G/2 the second (per step keeps registers low).
-      using RedG = LaneReduce<2, G / 2, 1>;
-      float q[2] = {q1, q2};
-      int base = 0;
-      RedG::run(q, lane, base);
-      if ((lane & RedG::kWriterMask) == 0) {
-#pragma unroll
-        for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
-      }
-    }
-    using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
-    int base = 0;
-    RedD::run(dv, lane, base);
-    if ((lane & RedD::kWriterMask) == 0) {
-#pragma unroll
-      for (int jj = 0; jj < RedD::kOut; jj++) {
-        const int idx = base + jj;
-        s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
-      }
-    }
-  }
-}
-
-template <class T, int G>
-__device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s, const T* su,
-                                                           const T* sdl, const T* sz, const T* sdo, int b, int t0,
-                                                           int k, int cols, float bias_e, float D_e, float& accD,
-                                                           float& accBias) {
-  constexpr int kNPad = 4 * G;
-  const int ce = threadIdx.x & 31;
-  const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
-  const int64_t off0 = (int64_t(b) * p.L + t0 + k * kSC) * p.D + (blockIdx.x * kTD);
-  for (int e = threadIdx.x; e < kSC * kTD; e += blockDim.x) {
-    const int j = e / kTD;
-    if (j < rows && ce < cols) {
-      const int ec = k * kSC * kTD + e;  // element in the chunk arrays
-      const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
-      const float raw = to_f(sdl[ec]) + bias_e;
-      float dsp = 1.f;  // softplus'(raw) = sigmoid(raw); 1 past the threshold and without softplus
-      if (p.softplus && raw <= 20.f) {
-        const float ex = __expf(raw);
-        dsp = __fdividef(ex, 1.f + ex);
-      }
-      const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
-      const int64_t off = off0 + int64_t(j) * p.D + ce;
-      if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, D_e * gy));
-      if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
-      if (p.z && p.dz) {
-        // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
-        const float zz = to_f(sz[ec]), sg = sigmoid_f(zz);
-        const float y = fmaf(D_e, uu, s.y[e]);
-        static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
-      }
-      accD = fmaf(gy, uu, accD);
-      accBias += ddl;
-    }
-  }
-  const float* red = s.red;
-  const int64_t row0 = t0 + k * kSC;
-  if (p.N % 4 == 0) {
-    constexpr int kQ = kNPad / 4;
-    for (int e = threadIdx.x; e < kSC * 2 * kQ; e += blockDim.x) {
-      const int j = e / (2 * kQ), r = e - j * 2 * kQ, which = r / kQ, n4 = (r - which * kQ) * 4;
-      if (j < rows && n4 < p.N) {
-        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-        for (int w = 0; w < G; w++) {
-          const float4 v = *reinterpret_cast<const float4*>(red + ((w * kSC + j) * 2 + which) * kNPad + n4);
-          sum.x += v.x;
-          sum.y += v.y;
-          sum.z += v.z;
-          sum.w += v.w;
-        }
-        float* dst = p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n4;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        atomicAdd(reinterpret_cast<float4*>(dst), sum);
-#else
-        atomicAdd(dst, sum.x);
-        atomicAdd(dst + 1, sum.y);
-        atomicAdd(dst + 2, sum.z);
-        atomicAdd(dst + 3, sum.w);
-#endif
-      }
-    }
-  } else {
-    for (int e = threadIdx.x; e < kSC * 2 * kNPad; e += blockDim.x) {
-      const int j = e / (2 * kNPad), r = e - j * 2 * kNPad, which = r / kNPad, n = r - which * kNPad;
-      if (j < rows && n < p.N) {
-        float sum = 0.f;
-#pragma unroll
-        for (int w = 0; w < G; w++) sum += red[((w * kSC + j) * 2 + which) * kNPad + n];
-        atomicAdd(p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n, sum);
-      }
-    }
-  }
-}
-
-// Four blocks of 128 threads per SM for N = 16 (<= 128 registers, ~51 KB shared for bf16).
-template <class T, int G>
-__global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(ScanParams p) {
-  using BL = BackwardLayout<T, G>;
-  using SL = typename BL::Stage;
-  constexpr int kNPad = 4 * G;
-  extern __shared__ __align__(16) char smem[];
-  float2* s_dtu = reinterpret_cast<float2*>(smem + BL::kDtuOff);
-  float* s_gy = reinterpret_cast<float*>(smem + BL::kGyOff);
-  float* s_B = reinterpret_cast<float*>(smem + BL::kBCOff);
-  float* s_C = s_B + kCS * kNPad;
-  uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
-  // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
-  // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
-  auto shared_for = [&](int k) {
-    BwdShared sh;
-    sh.dtu = s_dtu;
-    sh.gy = s_gy;
-    sh.B = s_B;
-    sh.C = s_C;
-    float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + (k & 1) * BL::kSub);
-    sh.y = sub;
-    sh.p1 = sub + kSC * kTD;
-    sh.p2 = sub + 2 * kSC * kTD;
-    sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
-    return sh;
-  };
-
-  const int b = blockIdx.y, d0 = blockIdx.x * kTD;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = tid % G, cl = tid / G, d = d0 + cl;
-  const int ce = lane;  // element-wise phases: channel d0 + lane (kTD == 32)
-  const bool ce_ok = d0 + ce < p.D;
-  const float bias_e = (p.delta_bias.p && ce_ok) ? p.delta_bias[d0 + ce] : 0.f;
-  const float D_e = (p.Dskip.p && ce_ok) ? p.Dskip[d0 + ce] : 0.f;
-  const bool has_z = p.z != nullptr;
-  float A[kNP], A2[kNP];
-  load_A(p, d, g, A, A2);
-  (void)A2;
-
-  auto load_checkpoint = [&](int s) -> float4 {
-    if (d >= p.D) return make_float4(0.f, 0.f, 0.f, 0.f);
-    return reinterpret_cast<const float4*>(p.states + ((int64_t(b) * p.nsub + s) * p.D + d) * kNPad)[g];
-  };
-
-  float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
-  float accD = 0.f, accBias = 0.f;
-  const int n_chunks = (p.L + kCS - 1) / kCS;
-  float4 ck = load_checkpoint(p.nsub - 1);  // register prefetch, one sub-chunk ahead
-  stage_chunk<T, G, 4, 2>(smem + ((n_chunks - 1) & 1) * SL::kBytes, p, b, (n_chunks - 1) * kCS, d0);
-  cp_async_commit();
-  for (int c = n_chunks - 1; c >= 0; c--) {
-    char* buf = smem + (c & 1) * SL::kBytes;
-    const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    cp_async_wait_all();
-    __syncthreads();  // chunk c landed; every thread is past the epilogues of chunk c + 1
-    if (c > 0) stage_chunk<T, G, 4, 2>(smem + ((c - 1) & 1) * SL::kBytes, p, b, t0 - kCS, d0);
-    cp_async_commit();
-
-    // Phase A: dt, dt*u and the gated upstream gradient, each element once.
-    const T* su = SL::act(buf, 0);
-    const T* sdl = SL::act(buf, 1);
-    const T* sz = SL::act(buf, 2);
-    const T* sdo = SL::act(buf, 3);
-    for (int e = tid; e < kCS * kTD; e += blockDim.x) {
-      const int t = e / kTD;
-      float2 v = make_float2(0.f, 0.f);
-      float gy = 0.f;
-      if (t < rows && ce < cols) {
-        const float raw = to_f(sdl[e]) + bias_e;
-        const float dt = p.softplus ? softplus_f(raw) : raw;
-        v = make_float2(dt, dt * to_f(su[e]));
-        gy = to_f(sdo[e]);
-        if (has_z) {
-          const float zz = to_f(sz[e]);
-          gy *= zz * sigmoid_f(zz);
-        }
-      }
-      s_dtu[e] = v;
-      s_gy[e] = gy;
-    }
-    convert_bc<T, G>(s_B, SL::bc(buf, 0), p.N);
-    convert_bc<T, G>(s_C, SL::bc(buf, 1), p.N);
-    if (p.seq && tid < 32) {
-      const uint32_t m = doc_start_mask(SL::seq(buf), t0, p.L);
-      if (tid == 0) *s_mask = m;
-    }
-    __syncthreads();
-
-    // Phase B: sub-chunks from last to first (those starting past L do not exist), each followed
-    // by its epilogue.
-    const uint32_t mask = p.seq ? *s_mask : 0u;
-#pragma unroll 1
-    for (int k = kCS / kSC - 1; k >= 0; k--) {
-      const int ts = t0 + k * kSC;
-      if (ts >= p.L) continue;
-      const float4 h0 = ck;
-      if (ts > 0) ck = load_checkpoint(ts / kSC - 1);
-      const BwdShared sh = shared_for(k);
-      if ((mask >> (k * kSC)) & 0xffu)
-        backward_subchunk<G, true>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
-      else
-        backward_subchunk<G, false>(sh, k, mask, h0, A, carry, dA, has_z, g, cl, lane, warp);
-      __syncthreads();
-      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, bias_e, D_e, accD, accBias);
-    }
-  }
-
-  // Per-row parameter partials (summed over b in a fixed order by scan_param_grads_kernel).
-  if (d < p.D)
-    reinterpret_cast<float4*>(p.pA + (int64_t(b) * p.D + d) * kNPad)[g] =
-        make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
-  __syncthreads();  // shared memory is reused below
-  float* s_acc = s_gy;  // [2][G][32]
-  s_acc[warp * 32 + lane] = accD;
-  s_acc[(G + warp) * 32 + lane] = accBias;
-  __syncthreads();
-  if (warp == 0 && ce_ok) {
-    float sD = 0.f, sB = 0.f;
-#pragma unroll
-    for (int w = 0; w < G; w++) {
-      sD += s_acc[w * 32 + lane];
-      sB += s_acc[(G + w) * 32 + lane];
-    }
-    p.pD[int64_t(b) * p.D + d0 + lane] = sD;
-    p.pbias[int64_t(b) * p.D + d0 + lane] = sB;
-  }
-}
-
-// acc[d, n] += sum_b pA[b, d, n] (and the same for D and the dt bias), b in order.
+// acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), rows r in order.
 __global__ void scan_param_grads_kernel(const float* pA, const float* pD, const float* pbias, float* dA_acc,
-                                        float* dD_acc, float* dbias_acc, int B, int D, int N, int npad) {
+                                        float* dD_acc, float* dbias_acc, int rows, int D, int N, int npad) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(D) * npad;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t dd = i / npad;
     const int n = int(i - dd * npad);
     if (dA_acc && n < N) {
       float s = 0.f;
-      for (int b = 0; b < B; b++) s += pA[(int64_t(b) * D + dd) * npad + n];
+      for (int r = 0; r < rows; r++) s += pA[(int64_t(r) * D + dd) * npad + n];
       dA_acc[dd * N + n] += s;
     }
     if (n == 0) {
       float sD = 0.f, sb = 0.f;
-      for (int b = 0; b < B; b++) {
-        sD += pD[int64_t(b) * D + dd];
-        sb += pbias[int64_t(b) * D + dd];
+      for (int r = 0; r < rows; r++) {
+        sD += pD[int64_t(r) * D + dd];
+        sb += pbias[int64_t(r) * D + dd];
       }
       if (dD_acc) dD_acc[dd] += sD;
       if (dbias_acc) dbias_acc[dd] += sb;
@@ -376,31 +59,51 @@ __global__ void scan_param_grads_kernel(const float* pA, const float* pD, const 
 // dB, dC (dtype T) from their f32 accumulators dBC [2, n].
 template <class T>
 __global__ void scan_cast_dbc_kernel(const float* dBC, T* dB, T* dC, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     if (dB) dB[i] = from_f<T>(dBC[i]);
     if (dC) dC[i] = from_f<T>(dBC[n + i]);
   }
 }
 
+template <class T, int G, int W>
+void launch_prep(const ScanParams& p) {
+  constexpr int smem = WalkLayout<T, G, W, true>::kBytes;
+  auto kernel = scan_bwd_prep_kernel<T, G, W>;
+  static std::atomic<uint64_t> prepared{0};
+  prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
+  const dim3 grid(unsigned((p.D + kTF - 1) / kTF), unsigned(p.B));
+  kernel<<<grid, Walker<G, W>::kThreads, smem, current_stream()>>>(p);
+  LMF_CUDA_CHECK_LAUNCH();
+}
+
 template <class T, int G>
 void launch_backward(const ScanParams& p) {
+  if (walker_rows(p, G) == 1)
+    launch_prep<T, G, 1>(p);
+  else
+    launch_prep<T, G, 4>(p);
   constexpr int smem = BackwardLayout<T, G>::kBytes;
   auto kernel = scan_backward_kernel<T, G>;
   static std::atomic<uint64_t> prepared{0};
   prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
-  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.B));
+  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.nseg), unsigned(p.B));
   kernel<<<grid, 32 * G, smem, current_stream()>>>(p);
   LMF_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void launch_backward_any_g(const ScanParams& p) {
-  switch (scan_groups(p.N)) {
-    case 1: launch_backward<T, 1>(p); break;
-    case 2: launch_backward<T, 2>(p); break;
-    case 4: launch_backward<T, 4>(p); break;
-    default: launch_backward<T, 8>(p); break;
+// Chunks per gradient-pass segment: enough blocks for ~16 per SM over the run (load balance and
+// latency hiding), as few as that allows (each segment costs a partials row and a sweep step).
+// LMF_SCAN_SEG_CHUNKS=<n> forces it (tests cover multi-chunk segments on small shapes).
+int segment_chunks(int64_t B, int64_t D, int64_t nc) {
+  int64_t s = 0;
+  if (const char* e = std::getenv("LMF_SCAN_SEG_CHUNKS")) s = std::atoll(e);
+  if (s <= 0) {
+    const int64_t units = B * ((D + kTD - 1) / kTD) * nc, target = int64_t(sm_count()) * 16;
+    s = (units + target - 1) / target;
   }
+  s = std::max<int64_t>(s, (nc + 65534) / 65535);  // grid.y <= 65535
+  return int(std::clamp<int64_t>(s, 1, nc));
 }
 
 void check_out(const char* op, const char* name, const Tensor& t, DType want) {
@@ -419,8 +122,8 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
                              const Tensor& ddelta, const Tensor& dBm, const Tensor& dCm, const Tensor& dz,
                              const Tensor& dA_log_acc, const Tensor& dD_acc, const Tensor& ddelta_bias_acc) {
   const char* op = "selective_scan_backward";
-  scan::ScanParams p =
-      scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx, delta_softplus, dout);
+  scan::ScanParams p = scan::make_scan_params(op, u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx,
+                                              delta_softplus, dout);
   const DType t = u.dtype();
   scan::check_out(op, "du", du, t);
   scan::check_out(op, "ddelta", ddelta, t);
@@ -442,30 +145,46 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   p.ddelta = ddelta.defined() ? ddelta.data_ptr() : nullptr;
   p.dz = dz.defined() ? dz.data_ptr() : nullptr;
 
-  const int64_t B = p.B, L = p.L, D = p.D, N = p.N, npad = 4 * scan::scan_groups(N);
+  const int G = scan::scan_groups(p.N);
+  const int64_t B = p.B, L = p.L, D = p.D, N = p.N, npad = 4 * G, nc = p.nc;
+  p.seg_chunks = scan::segment_chunks(B, D, nc);
+  p.nseg = int((nc + p.seg_chunks - 1) / p.seg_chunks);
+  const int64_t rows = B * p.nseg;
   const Device dev = u.device();
-  Tensor states = Tensor::empty({B, p.nsub, D, npad}, DType::f32, dev);
+  Tensor hstart = Tensor::empty({B, nc, D, npad}, DType::f32, dev);
+  Tensor seg = Tensor::empty({2, B, p.nseg, D, npad}, DType::f32, dev);
   Tensor dBC = Tensor::zeros({2, B, L, N}, DType::f32, dev);
-  Tensor partials = Tensor::empty({B * D * (npad + 2)}, DType::f32, dev);
-  p.states = states.data<float>();
+  Tensor partials = Tensor::empty({rows * D * (npad + 2)}, DType::f32, dev);
+  p.hstart = hstart.data<float>();
+  p.segP = seg.data<float>();
+  p.segG = p.segP + B * p.nseg * D * npad;
   p.dBC = dBC.data<float>();
   p.pA = partials.data<float>();
-  p.pD = p.pA + B * D * npad;
-  p.pbias = p.pD + B * D;
+  p.pD = p.pA + rows * D * npad;
+  p.pbias = p.pD + rows * D;
 
   dispatch_floating(t, op, [&]<class T>() {
-    scan::launch_forward_any_g<T, true>(p);
-    scan::launch_backward_any_g<T>(p);
+    switch (G) {
+      case 2:
+        scan::launch_backward<T, 2>(p);
+        break;
+      case 4:
+        scan::launch_backward<T, 4>(p);
+        break;
+      default:
+        scan::launch_backward<T, 8>(p);
+        break;
+    }
     const int64_t n = B * L * N;
-    scan::scan_cast_dbc_kernel<T><<<blocks_for(n), 256, 0, stream>>>(
-        p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
-        dCm.defined() ? static_cast<T*>(dCm.data_ptr()) : nullptr, n);
+    scan::scan_cast_dbc_kernel<T>
+        <<<blocks_for(n), 256, 0, stream>>>(p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
+                                            dCm.defined() ? static_cast<T*>(dCm.data_ptr()) : nullptr, n);
     LMF_CUDA_CHECK_LAUNCH();
   });
   if (dA_log_acc.defined() || dD_acc.defined() || ddelta_bias_acc.defined()) {
     scan::scan_param_grads_kernel<<<blocks_for(D * npad), 256, 0, stream>>>(
         p.pA, p.pD, p.pbias, scan::f32_or_null(dA_log_acc), scan::f32_or_null(dD_acc),
-        scan::f32_or_null(ddelta_bias_acc), p.B, p.D, p.N, int(npad));
+        scan::f32_or_null(ddelta_bias_acc), int(rows), p.D, p.N, int(npad));
     LMF_CUDA_CHECK_LAUNCH();
   }
 }

@@ -1,0 +1,364 @@
+// The gradient pass of the selective scan backward (scan_backward_kernel); the launch sequence
+// and the description of the whole backward are in selective_scan_backward.cu.
+#pragma once
+
+#include "lmforge/backend/cuda/selective_scan_chunked.cuh"
+
+namespace lmf::cuda::scan {
+
+constexpr int kTD = 32;  // channels per gradient block (channel = lane in the element-wise phases)
+constexpr int kSC = 8;   // sub-chunk: steps recomputed and held in registers at a time
+constexpr int kNSub = kCS / kSC;
+static_assert(kCS % kSC == 0 && kSC == 8, "sub-chunk masks are 8-bit slices of the chunk mask");
+
+template <class T, int G>
+struct BackwardLayout {
+  using Stage = StageLayout<T, kTD, 4 * G, 4, 2>;  // u, delta, z, dout; B, C (one buffer)
+  static constexpr int kNPad = 4 * G;
+  static constexpr int kDtuOff = Stage::kBytes;                          // float2 [kCS][kTD]: dt, dt*u
+  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);        // float [kCS][kTD]
+  static constexpr int kSub = align16(3 * kSC * kTD * 4);                // float [3][kSC][kTD]: y, p1, p2
+  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);        // 2 sub-chunk buffers
+  static constexpr int kBCOff = kSubOff + 2 * kSub;                      // float [2][kCS][kNPad]
+  static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);          // float [G][kSC][2][kNPad]
+  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
+  static constexpr int kCkOff = kRedOff + 2 * kRed;                      // float4 [kNSub][kTD * G]
+  static constexpr int kMaskOff = kCkOff + kNSub * kTD * G * 16;
+  static constexpr int kBytes = kMaskOff + 16;
+  static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
+};
+
+// Pointers into shared memory: chunk arrays [kCS][...] and one sub-chunk buffer [kSC][...].
+struct BwdShared {
+  const float2* dtu;  // (dt, dt*u), chunk
+  const float* gy;    // dL/dy before the gate: dout * silu(z) (or dout), chunk
+  const float* B;     // chunk
+  const float* C;     // chunk
+  float* y;           // sum_n h C (for dz), sub-chunk
+  float* p1;          // sum_n g B, sub-chunk
+  float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
+  float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
+};
+
+// The states entering the kNSub sub-chunks of the staged chunk, from the chunk's entering state
+// h0: ck[k * stride] (this thread's float4 slots; only this thread reads them back).
+template <int G, bool kReset>
+__device__ __forceinline__ void walk_subchunk_starts(const float2* s_dtu, const float* s_B, uint32_t mask,
+                                                     const float (&A2)[kNP], float4 h0, float4* ck,
+                                                     int stride, int cl, int g) {
+  constexpr int kNPad = 4 * G;
+  float h[kNP];
+  unpack4(h0, h);
+  ck[0] = h0;
+#pragma unroll
+  for (int k = 1; k < kNSub; k++) {
+#pragma unroll
+    for (int j = 0; j < kSC; j++) {
+      const int t = (k - 1) * kSC + j;
+      const float2 dd = s_dtu[t * kTD + cl];
+      float bb[kNP];
+      unpack4(ld4(s_B + t * kNPad + 4 * g), bb);
+      const bool rs = kReset && ((mask >> t) & 1u);
+#pragma unroll
+      for (int i = 0; i < kNP; i++) h[i] = fmaf(decay(dd.x, A2[i], rs), h[i], dd.y * bb[i]);
+    }
+    ck[k * stride] = make_float4(h[0], h[1], h[2], h[3]);
+  }
+}
+
+// One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from its entering state
+// h0, then the reverse steps. carry = dL/dh_t flowing from step t+1 (already multiplied by its
+// decay, so 0 past a document start).
+template <int G, bool kReset>
+__device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
+                                                  const float (&A)[kNP], const float (&A2)[kNP],
+                                                  float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
+                                                  int cl, int lane, int warp) {
+  constexpr int kNPad = 4 * G;
+  float h0[kNP];
+  unpack4(h0v, h0);
+  float a[kSC][kNP], hs[kSC][kNP];
+  {
+    float h[kNP] = {h0[0], h0[1], h0[2], h0[3]};
+    float yv[kSC];
+#pragma unroll
+    for (int j = 0; j < kSC; j++) {
+      const int t = k * kSC + j;
+      const float2 dd = s.dtu[t * kTD + cl];
+      float bb[kNP], cc[kNP];
+      unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
+      unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+      const bool rs = kReset && ((mask >> t) & 1u);
+      float acc = 0.f;
+#pragma unroll
+      for (int i = 0; i < kNP; i++) {
+        a[j][i] = decay(dd.x, A2[i], rs);
+        h[i] = fmaf(a[j][i], h[i], dd.y * bb[i]);
+        hs[j][i] = h[i];
+        acc = fmaf(h[i], cc[i], acc);
+      }
+      yv[j] = acc;
+    }
+    if (has_z) {
+      using Red = LaneReduce<kSC, G / 2, 1>;
+      int base = 0;
+      Red::run(yv, lane, base);
+      if ((lane & Red::kWriterMask) == 0) {
+#pragma unroll
+        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kTD + cl] = yv[j];
+      }
+    }
+  }
+#pragma unroll
+  for (int j = kSC - 1; j >= 0; j--) {
+    const int t = k * kSC + j;
+    const float gy = s.gy[t * kTD + cl];
+    const float2 dd = s.dtu[t * kTD + cl];
+    float bb[kNP], cc[kNP];
+    unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
+    unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+    float dv[8];  // dB for the 4 states, then dC
+    float q1 = 0.f, q2 = 0.f;
+#pragma unroll
+    for (int i = 0; i < kNP; i++) {
+      // h_t = a_t h_{t-1} + dt u B with a_t = 0 at a document start, which also zeroes the
+      // decay terms and the carry below.
+      const float gi = fmaf(gy, cc[i], carry[i]);  // dL/dh_t
+      dv[i] = gi * dd.y;
+      dv[4 + i] = gy * hs[j][i];
+      q1 = fmaf(gi, bb[i], q1);
+      const float hp = j > 0 ? hs[j - 1][i] : h0[i];
+      const float ga = gi * a[j][i];
+      const float qq = ga * hp;       // dL/da_t * a_t
+      q2 = fmaf(qq, A[i], q2);        // d a_t / d dt = A a_t
+      dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
+      carry[i] = ga;
+    }
+    {
+      // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel.
+      using RedG = LaneReduce<2, G / 2, 1>;
+      float q[2] = {q1, q2};
+      int base = 0;
+      RedG::run(q, lane, base);
+      if ((lane & RedG::kWriterMask) == 0) {
+#pragma unroll
+        for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
+      }
+    }
+    using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
+    int base = 0;
+    RedD::run(dv, lane, base);
+    if ((lane & RedD::kWriterMask) == 0) {
+#pragma unroll
+      for (int jj = 0; jj < RedD::kOut; jj++) {
+        const int idx = base + jj;
+        s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
+      }
+    }
+  }
+}
+
+template <class T, int G>
+__device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
+                                                           const T* su, const T* sdl, const T* sz,
+                                                           const T* sdo, int b, int t0, int k, int cols,
+                                                           float bias_e, float D_e, float& accD,
+                                                           float& accBias) {
+  constexpr int kNPad = 4 * G;
+  const int ce = threadIdx.x & 31;
+  const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
+  const int64_t off0 = (int64_t(b) * p.L + t0 + k * kSC) * p.D + (blockIdx.x * kTD);
+  for (int e = threadIdx.x; e < kSC * kTD; e += blockDim.x) {
+    const int j = e / kTD;
+    if (j < rows && ce < cols) {
+      const int ec = k * kSC * kTD + e;  // element in the chunk arrays
+      const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
+      const float raw = to_f(sdl[ec]) + bias_e;
+      float dsp = 1.f;  // softplus'(raw) = sigmoid(raw); 1 past the threshold and without softplus
+      if (p.softplus && raw <= 20.f) {
+        const float ex = __expf(raw);
+        dsp = __fdividef(ex, 1.f + ex);
+      }
+      const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
+      const int64_t off = off0 + int64_t(j) * p.D + ce;
+      if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, D_e * gy));
+      if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
+      if (p.z && p.dz) {
+        // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
+        const float zz = to_f(sz[ec]), sg = sigmoid_f(zz);
+        const float y = fmaf(D_e, uu, s.y[e]);
+        static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
+      }
+      accD = fmaf(gy, uu, accD);
+      accBias += ddl;
+    }
+  }
+  const float* red = s.red;
+  const int64_t row0 = t0 + k * kSC;
+  if (p.N % 4 == 0) {
+    constexpr int kQ = kNPad / 4;
+    for (int e = threadIdx.x; e < kSC * 2 * kQ; e += blockDim.x) {
+      const int j = e / (2 * kQ), r = e - j * 2 * kQ, which = r / kQ, n4 = (r - which * kQ) * 4;
+      if (j < rows && n4 < p.N) {
+        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int w = 0; w < G; w++) {
+          const float4 v = *reinterpret_cast<const float4*>(red + ((w * kSC + j) * 2 + which) * kNPad + n4);
+          sum.x += v.x;
+          sum.y += v.y;
+          sum.z += v.z;
+          sum.w += v.w;
+        }
+        float* dst = p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float4*>(dst), sum);
+#else
+        atomicAdd(dst, sum.x);
+        atomicAdd(dst + 1, sum.y);
+        atomicAdd(dst + 2, sum.z);
+        atomicAdd(dst + 3, sum.w);
+#endif
+      }
+    }
+  } else {
+    for (int e = threadIdx.x; e < kSC * 2 * kNPad; e += blockDim.x) {
+      const int j = e / (2 * kNPad), r = e - j * 2 * kNPad, which = r / kNPad, n = r - which * kNPad;
+      if (j < rows && n < p.N) {
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < G; w++) sum += red[((w * kSC + j) * 2 + which) * kNPad + n];
+        atomicAdd(p.dBC + ((int64_t(which) * p.B + b) * p.L + row0 + j) * p.N + n, sum);
+      }
+    }
+  }
+}
+
+// Gradient pass: block (32 channels, segment, b). Four blocks of 128 threads per SM for N = 16
+// (<= 128 registers, ~48 KB shared for bf16).
+template <class T, int G>
+__global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(ScanParams p) {
+  using BL = BackwardLayout<T, G>;
+  using SL = typename BL::Stage;
+  constexpr int kNPad = 4 * G;
+  extern __shared__ __align__(16) char smem[];
+  float2* s_dtu = reinterpret_cast<float2*>(smem + BL::kDtuOff);
+  float* s_gy = reinterpret_cast<float*>(smem + BL::kGyOff);
+  float* s_B = reinterpret_cast<float*>(smem + BL::kBCOff);
+  float* s_C = s_B + kCS * kNPad;
+  float4* s_ck = reinterpret_cast<float4*>(smem + BL::kCkOff);
+  uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
+  // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
+  // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
+  auto shared_for = [&](int k) {
+    BwdShared sh;
+    sh.dtu = s_dtu;
+    sh.gy = s_gy;
+    sh.B = s_B;
+    sh.C = s_C;
+    float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + (k & 1) * BL::kSub);
+    sh.y = sub;
+    sh.p1 = sub + kSC * kTD;
+    sh.p2 = sub + 2 * kSC * kTD;
+    sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
+    return sh;
+  };
+
+  const int b = blockIdx.z, seg = blockIdx.y, d0 = blockIdx.x * kTD;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = tid % G, cl = tid / G, d = d0 + cl;
+  const int ce = lane;  // element-wise phases: channel d0 + lane (kTD == 32)
+  const bool ce_ok = d0 + ce < p.D;
+  const float bias_e = (p.delta_bias.p && ce_ok) ? p.delta_bias[d0 + ce] : 0.f;
+  const float D_e = (p.Dskip.p && ce_ok) ? p.Dskip[d0 + ce] : 0.f;
+  const bool has_z = p.z != nullptr;
+  float A[kNP], A2[kNP];
+  load_A(p, d, g, A, A2);
+
+  const int64_t col = int64_t(p.D) * kNPad;
+  const int64_t own = int64_t(d) * kNPad + 4 * g;  // this thread's float4 in a [*, D, kNPad] slice
+  const int64_t prow = int64_t(b) * p.nseg + seg;  // partials row
+  float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
+  if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
+  float accD = 0.f, accBias = 0.f;
+  const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
+  for (int c = c_hi - 1; c >= c_lo; c--) {
+    const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
+    const float4 hst =
+        d < p.D ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own) : make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
+    stage_chunk<T, kTD, kNPad, 4, 2>(smem, p, b, t0, d0);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+
+    // Phase A: dt, dt*u and the gated upstream gradient, each element once.
+    const T* su = SL::act(smem, 0);
+    const T* sdl = SL::act(smem, 1);
+    const T* sz = SL::act(smem, 2);
+    const T* sdo = SL::act(smem, 3);
+    for (int e = tid; e < kCS * kTD; e += blockDim.x) {
+      const int t = e / kTD;
+      float2 v = make_float2(0.f, 0.f);
+      float gy = 0.f;
+      if (t < rows && ce < cols) {
+        v = dt_dtu(to_f(sdl[e]), bias_e, to_f(su[e]), p.softplus);
+        gy = to_f(sdo[e]);
+        if (has_z) {
+          const float zz = to_f(sz[e]);
+          gy *= zz * sigmoid_f(zz);
+        }
+      }
+      s_dtu[e] = v;
+      s_gy[e] = gy;
+    }
+    convert_bc<T, kNPad>(s_B, SL::bc(smem, 0), p.N);
+    convert_bc<T, kNPad>(s_C, SL::bc(smem, 1), p.N);
+    if (p.seq && tid < 32) {
+      const uint32_t m = doc_start_mask(SL::seq(smem), t0, p.L);
+      if (tid == 0) *s_mask = m;
+    }
+    __syncthreads();
+
+    // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
+    // starting past L do not exist), each followed by its epilogue.
+    const uint32_t mask = p.seq ? *s_mask : 0u;
+    if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u))
+      walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+    else
+      walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+#pragma unroll 1
+    for (int k = kNSub - 1; k >= 0; k--) {
+      if (t0 + k * kSC >= p.L) continue;
+      const float4 h0 = s_ck[k * kTD * G + tid];
+      const BwdShared sh = shared_for(k);
+      if ((mask >> (k * kSC)) & 0xffu)
+        backward_subchunk<G, true>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
+      else
+        backward_subchunk<G, false>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
+      __syncthreads();
+      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, bias_e, D_e, accD, accBias);
+    }
+  }
+
+  // Per-block parameter partials (summed over the rows in a fixed order by scan_param_grads_kernel).
+  if (d < p.D)
+    reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
+        make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
+  __syncthreads();                                                            // shared memory is reused below
+  float* s_acc = s_gy;                                                        // [2][G][32]
+  s_acc[warp * 32 + lane] = accD;
+  s_acc[(G + warp) * 32 + lane] = accBias;
+  __syncthreads();
+  if (warp == 0 && ce_ok) {
+    float sD = 0.f, sB = 0.f;
+#pragma unroll
+    for (int w = 0; w < G; w++) {
+      sD += s_acc[w * 32 + lane];
+      sB += s_acc[(G + w) * 32 + lane];
+    }
+    p.pD[prow * p.D + d0 + lane] = sD;
+    p.pbias[prow * p.D + d0 + lane] = sB;
+  }
+}
+
+}  // namespace lmf::cuda::scan

@@ -1,0 +1,246 @@
+// The chunk-parallel selective scan kernels (selective_scan_chunked.cuh, selective_scan*.cu)
+// against the CPU reference, outputs and every gradient (parameters included): fp32 <= 1e-5 and
+// bf16 <= 1e-2 relative (norm-wise, as everywhere in tests/cuda).
+//  - Both walker shapes (one and four time rows per chunk, forced with LMF_SCAN_WALK_ROWS: the
+//    automatic choice depends on the GPU's SM count) and backward segments of 1 and 3 chunks and
+//    the automatic size (LMF_SCAN_SEG_CHUNKS): the carries between time rows, chunks and segments.
+//  - Long sequences, L = 4096 (whole chunks) and L = 5000 (a tail of 8 steps), with many
+//    documents per row. The fp32 tolerance stays 1e-5 there: the recurrence decays
+//    (|exp(dt A)| < 1), so a rounding error made at step s is damped by prod a over the later
+//    steps and the error of h is stationary in L, about (memory length 1 / (1 - a)) * (2^-22 of
+//    the SFU exp2) ~ 1e-6 for these inputs rather than growing with L; the parameter gradients
+//    are sums of per-step terms with independent roundings (relative error of the sum <= that of
+//    the terms).
+//  - Documents starting exactly at chunk (32), sub-chunk (8) and segment boundaries and one step
+//    off them, length-1 documents, rows without any document start next to rows with many.
+//  - B = 1 and B = 8, D not a multiple of 16 / 32 (20, 33, 40, 130), N = 16 / 5 / 32, with and
+//    without softplus, z, D skip and dt bias.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "lmforge/autograd/tape.h"
+#include "lmforge/ops/mamba_ops.h"
+#include "op_test_util.h"
+#include "test_util.h"
+
+using namespace lmf;
+using test::compare_cpu_cuda;
+using test::random_tensor;
+using test::rel_error;
+
+namespace {
+
+template <class... A>
+std::string cat(const A&... a) {
+  std::ostringstream os;
+  (os << ... << a);
+  return os.str();
+}
+
+// Sets (value != nullptr) or clears an environment variable for the guard's lifetime.
+class EnvGuard {
+ public:
+  EnvGuard(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) {
+      had_ = true;
+      old_ = old;
+    }
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (had_)
+      setenv(name_, old_.c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
+
+double tol(DType t) { return t == DType::f32 ? 1e-5 : 1e-2; }
+
+Tensor bf16_exact(const Tensor& t) {
+  if (!t.defined() || t.dtype() != DType::f32) return t;
+  Tensor h = Tensor::from_floats(t.to_float_vector(), t.shape(), DType::bf16);
+  return Tensor::from_floats(h.to_float_vector(), t.shape(), DType::f32);
+}
+
+// Document ids [B, L] by row kind (b % 3):
+//  0: many documents, lengths 1..max_len from a fixed LCG;
+//  1: documents starting on boundaries: every odd chunk start (t % 32 == 0, which includes the
+//     starts of 3-chunk segments t = 96, 288, ...), sub-chunk starts (t % 32 == 8) of every
+//     third chunk, chunk ends (t % 32 == 31) of every fifth, one step past a chunk start
+//     (t % 32 == 1) of every seventh, plus t % 97 == 50; ids are not monotone (they cycle 0..4);
+//  2: one document (no reset at all).
+Tensor many_docs(int64_t B, int64_t L, int max_len) {
+  std::vector<int32_t> v(size_t(B * L), 0);
+  uint32_t lcg = 12345;
+  for (int64_t b = 0; b < B; b++) {
+    int32_t id = 0;
+    int64_t next = 0;
+    for (int64_t t = 0; t < L; t++) {
+      bool start = false;
+      if (b % 3 == 0) {
+        if (t == next) {
+          lcg = lcg * 1664525u + 1013904223u;
+          next = t + 1 + int64_t((lcg >> 8) % uint32_t(max_len));
+          start = t > 0;
+        }
+      } else if (b % 3 == 1) {
+        const int64_t c = t / 32, r = t % 32;
+        start = t > 0 && ((r == 0 && c % 2 == 1) || (r == 8 && c % 3 == 0) || (r == 31 && c % 5 == 2) ||
+                          (r == 1 && c % 7 == 3) || t % 97 == 50);
+      }
+      if (start) id = b % 3 == 1 ? (id + 1) % 5 : id + 1;
+      v[size_t(b * L + t)] = id;
+    }
+  }
+  return Tensor::from_vector<int32_t>(v, {B, L});
+}
+
+struct ScanCase {
+  const char* name;
+  int64_t B, L, D, N;
+  bool z, Dskip, bias, seq, softplus;
+  int max_doc = 40;  // longest document of the many-documents rows
+};
+
+// Inputs in ops::SelectiveScanArgs order: u, delta, A_log, Bm, Cm, Dskip, z, delta_bias, seq_idx.
+std::vector<Tensor> scan_inputs(const ScanCase& c, uint64_t seed, bool bf16) {
+  const int64_t B = c.B, L = c.L, D = c.D, N = c.N;
+  const float dlo = c.softplus ? -2.f : 0.05f, dhi = c.softplus ? 1.f : 0.6f;
+  std::vector<Tensor> in = {
+      random_tensor({B, L, D}, DType::f32, seed + 1),
+      random_tensor({B, L, D}, DType::f32, seed + 2, dlo, dhi),
+      random_tensor({D, N}, DType::f32, seed + 3, -1.f, 1.f),
+      random_tensor({B, L, N}, DType::f32, seed + 4),
+      random_tensor({B, L, N}, DType::f32, seed + 5),
+      c.Dskip ? random_tensor({D}, DType::f32, seed + 6) : Tensor(),
+      c.z ? random_tensor({B, L, D}, DType::f32, seed + 7) : Tensor(),
+      c.bias ? random_tensor({D}, DType::f32, seed + 8, c.softplus ? -1.f : 0.f, 0.5f) : Tensor(),
+      c.seq ? many_docs(B, L, c.max_doc) : Tensor()};
+  if (bf16)
+    for (auto& t : in) t = bf16_exact(t);
+  return in;
+}
+
+Tensor run_scan(const std::vector<Tensor>& x, bool softplus) {
+  ops::SelectiveScanArgs a{x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], softplus};
+  return ops::selective_scan(a);
+}
+
+void check_case(const ScanCase& c, DType dt, uint64_t seed, const std::string& where) {
+  auto ins = scan_inputs(c, seed, dt == DType::bf16);
+  auto r = compare_cpu_cuda([&](const std::vector<Tensor>& x) { return run_scan(x, c.softplus); }, ins, dt);
+  const std::string what = cat(c.name, " ", dtype_name(dt), " ", where);
+  EXPECT_LT(r.out_rel, tol(dt)) << what << " output";
+  const char* names[] = {"du", "ddelta", "dA_log", "dBm", "dCm", "dD", "dz", "ddelta_bias", "seq_idx"};
+  for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << what << " " << names[i];
+}
+
+}  // namespace
+
+TEST(CudaMambaScan, WalkerShapesAndSegments) {
+  const std::vector<ScanCase> cases = {
+      {"B1 tails", 1, 300, 40, 16, true, true, true, true, true},
+      {"B8 docs", 8, 200, 48, 16, true, true, true, true, true},
+      {"N5 no softplus", 2, 150, 33, 5, true, false, true, true, false},
+      {"N32 bare", 1, 140, 20, 32, false, false, false, true, true},
+      {"D130 no z", 3, 170, 130, 16, false, true, true, true, true, 12},
+  };
+  const char* rows[] = {"1", "4"};
+  const char* segs[] = {"1", "3", nullptr};
+  for (const char* w : rows) {
+    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+    for (const char* s : segs) {
+      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      for (DType dt : {DType::f32, DType::bf16})
+        for (const auto& c : cases) check_case(c, dt, 100, cat("rows ", w, " seg ", s ? s : "auto"));
+    }
+  }
+}
+
+TEST(CudaMambaScan, LongSequencesManyDocuments) {
+  const std::vector<ScanCase> cases = {
+      {"L4096", 2, 4096, 64, 16, true, true, true, true, true, 300},
+      {"L5000 B1", 1, 5000, 40, 16, true, true, true, true, true, 60},
+      {"L5000 B3 no softplus", 3, 5000, 24, 16, true, true, false, true, false, 500},
+  };
+  struct Env {
+    const char* rows;
+    const char* seg;
+  };
+  for (const Env e : {Env{nullptr, nullptr}, Env{"1", "5"}, Env{"4", "16"}}) {
+    EnvGuard gw("LMF_SCAN_WALK_ROWS", e.rows);
+    EnvGuard gs("LMF_SCAN_SEG_CHUNKS", e.seg);
+    for (DType dt : {DType::f32, DType::bf16})
+      for (const auto& c : cases)
+        check_case(c, dt, 200, cat("rows ", e.rows ? e.rows : "auto", " seg ", e.seg ? e.seg : "auto"));
+  }
+}
+
+TEST(CudaMambaScan, LongSequenceWithoutDocuments) {
+  // No reset anywhere: the carries cross every time row, chunk and segment boundary.
+  EnvGuard gs("LMF_SCAN_SEG_CHUNKS", "7");
+  for (const char* w : {"1", "4"}) {
+    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+    check_case({"L4096 one document", 1, 4096, 36, 16, true, true, true, false, true}, DType::f32, 300,
+               cat("rows ", w));
+  }
+}
+
+TEST(CudaMambaScan, FinalStateBothWalkerShapes) {
+  // final_state comes from the thread's registers (one row) or from the fold (four rows).
+  ScanCase c{"fs", 3, 777, 40, 16, true, true, true, true, true, 50};
+  auto ins = scan_inputs(c, 400, false);
+  ops::SelectiveScanArgs a{ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], ins[7], ins[8], true};
+  Tensor fs_cpu;
+  Tensor out_cpu = ops::selective_scan_with_state(a, &fs_cpu);
+  ops::SelectiveScanArgs g = a;
+  for (Tensor* t : {&g.u, &g.delta, &g.A_log, &g.Bm, &g.Cm, &g.Dskip, &g.z, &g.delta_bias, &g.seq_idx})
+    if (t->defined()) *t = t->to(Device::cuda(0));
+  for (const char* w : {"1", "4"}) {
+    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+    Tensor fs_gpu;
+    Tensor out_gpu = ops::selective_scan_with_state(g, &fs_gpu);
+    EXPECT_LT(rel_error(out_gpu, out_cpu), 1e-5) << "rows " << w;
+    EXPECT_LT(rel_error(fs_gpu, fs_cpu), 1e-5) << "rows " << w;
+  }
+}
+
+TEST(CudaMambaScan, WalkerShapesAgree) {
+  // The two walker shapes and any segment size compute the same function; their roundings
+  // differ only in the order of a few products (fold vs sequential), far below 1e-6.
+  ScanCase c{"agree", 2, 1000, 48, 16, true, true, true, true, true, 100};
+  auto ins = scan_inputs(c, 500, false);
+  std::vector<std::vector<std::vector<double>>> res;  // [variant][output, gradients of inputs 0..7]
+  for (const char* w : {"1", "4"}) {
+    for (const char* s : {"1", "4"}) {
+      EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      std::vector<Tensor> x;
+      for (const auto& t : ins) x.push_back(t.defined() ? t.to(Device::cuda(0)) : t);
+      for (int j = 0; j < 8; j++) autograd::set_requires_grad(x[size_t(j)], true);
+      Tensor out = run_scan(x, true);
+      autograd::backward(out, random_tensor(out.shape(), DType::f32, 501, -1.f, 1.f, Device::cuda(0)));
+      std::vector<std::vector<double>> all = {out.to_double_vector()};
+      for (int j = 0; j < 8; j++) all.push_back(autograd::grad(x[size_t(j)]).to_double_vector());
+      res.push_back(all);
+    }
+  }
+  for (size_t k = 1; k < res.size(); k++)
+    for (size_t i = 0; i < res[0].size(); i++)
+      EXPECT_LT(rel_error(res[k][i], res[0][i]), 1e-6) << "variant " << k << " tensor " << i;
+}
