@@ -2,18 +2,23 @@
 // row, the saved lse and D_i = rowsum(dO_i * O_i) (attention.cu computes D first), and
 // recompute P_ij = exp(scale q_i.k_j - lse_i) instead of storing it.
 //
-// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2):
-// one block of 4 warps per (64-key tile, kv head, sequence); warp w owns keys 16w..16w+15 of
-// the tile and keeps their dK, dV accumulators in registers for the whole kernel, so dK/dV
-// need no atomics and grouped heads cost nothing extra: the block loops over the q heads of
-// its kv head and over the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can
-// see its keys (causal / window bounds); the Q / dO tiles are double-buffered (cp.async copies
-// the next (head, query tile) item while this one is used). Per item, keys as the M dimension:
-//   S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
-//   dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
-//   dQ[tile] += dS K            (dS^T staged through shared memory; the block's partial dQ is
-//                                added with fp32 atomics into dq_acc, then scaled and cast by
-//                                attention.cu: FA2's choice, one add per element per key tile)
+// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2, with
+// dQ in its own pass instead of FA2's fp32 atomics). Two kernels, each writing its rows once:
+//  dkdv_tc_kernel: one block of 4 warps per (64-key tile, kv head, sequence); warp w owns keys
+//   16w..16w+15 and keeps their dK, dV accumulators in registers for the whole kernel, so
+//   grouped heads cost nothing extra: the block loops over the q heads of its kv head and over
+//   the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can see its keys
+//   (causal / window bounds); Q / dO tiles are double-buffered (cp.async copies the next item
+//   while this one is used). Per item, keys as the M dimension:
+//     S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
+//     dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
+//  dq_tc_kernel: one block of 4 warps per (64-query tile, q head, sequence), shaped like the
+//   forward: Q and dO fragments stay in registers, K / V tiles are double-buffered, and per key
+//   tile S = Q K^T, dP = dO V^T, dS = P (dP - D), dQ += dS K.
+// The dQ pass recomputes S and dP (7 tile products instead of 5), which costs less than one
+// fp32 atomic per dQ element per key tile did (and makes dQ deterministic).
+// Both kernels skip, per warp, tiles that none of its rows see, and mask only tiles that are
+// partly visible.
 //
 // Generic path (f32, or D > 128): no atomics. dq_kernel: one warp per query row (like the
 // forward); dkdv_kernel: one warp per key row, looping over the queries that see it (the
@@ -26,26 +31,24 @@ namespace lmf::cuda::attn {
 
 namespace {
 
+// ---- dK, dV: one block per (64-key tile, kv head, sequence) ---------------------------------
 template <int kD>
-struct BwdShape {
-  static constexpr int BK = 64, BQ = kD > 64 ? 32 : 64, LDS = kD + 8, LDP = BQ + 8;
-  // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS]; sdS [BK][LDP] (16-bit);
-  // two stages of sLse, sDi [BQ] f32.
-  static constexpr size_t smem_bytes =
-      size_t(2 * BK * LDS + 4 * BQ * LDS + BK * LDP) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
+struct DkdvShape {
+  static constexpr int BK = 64, BQ = kD > 64 ? 32 : 64, LDS = kD + 8;
+  // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS] (16-bit); two stages of sLse, sDi [BQ] f32.
+  static constexpr size_t smem_bytes = size_t(2 * BK * LDS + 4 * BQ * LDS) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
 };
 
-template <class T, int kD>
-__global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
-  using Sh = BwdShape<kD>;
-  constexpr int BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS, LDP = Sh::LDP;
+template <class T, int kD, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Params p) {
+  using Sh = DkdvShape<kD>;
+  constexpr int BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* const sK = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const sV = sK + BK * LDS;
-  uint16_t* const sQ0 = sV + BK * LDS;      // stage st: sQ0 + st * BQ * LDS
+  uint16_t* const sQ0 = sV + BK * LDS;  // stage st: sQ0 + st * BQ * LDS
   uint16_t* const sdO0 = sQ0 + 2 * BQ * LDS;
-  uint16_t* const sdS = sdO0 + 2 * BQ * LDS;
-  float* const sLse0 = reinterpret_cast<float*>(sdS + BK * LDP);  // byte offset: a multiple of 16
+  float* const sLse0 = reinterpret_cast<float*>(sdO0 + 2 * BQ * LDS);  // byte offset: a multiple of 16
   float* const sDi0 = sLse0 + 2 * BQ;
 
   const int s = blockIdx.z + p.seq_offset;
@@ -54,8 +57,11 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   if (k0 >= L) return;  // whole block, before any barrier
   const int hk = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int wk = warp * 16;                       // this warp's first key row in the tile
-  const int ka = k0 + wk + g, kb = ka + 8;        // this thread's two key rows (local)
+  const int wk = warp * 16;                 // this warp's first key row in the tile
+  const int ka = k0 + wk + g, kb = ka + 8;  // this thread's two key rows (local)
+  const int kw0 = k0 + wk, kwlast = kw0 + 15;
+  // Queries that see any key of this warp (empty when the warp's keys are all past L).
+  const int wi_lo = query_lo(p, kw0), wi_hi = kw0 < L ? query_hi(p, min(kwlast, L - 1), L) : -1;
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
@@ -93,23 +99,20 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
 #pragma unroll
     for (int e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.f;
 
-  // dQ work split: RG row groups of 16 queries x CS column slices of NCOL dims = 4 warps.
-  constexpr int RG = BQ / 16, CS = 4 / RG, NCOL = kD / CS;
-  const int rg = warp % RG, cs = warp / RG;
-
   for (int it = 0, stage = 0; it < nitems; it++, stage ^= 1) {
-    const int h = hk * p.group + it / ntiles, i0 = i_lo + (it % ntiles) * BQ;
-    // Prefetch the next item into the other stage. Its previous contents (item it - 1) were last
-    // read before item it - 1's mid-iteration barrier, which every thread has passed.
+    const int i0 = i_lo + (it % ntiles) * BQ, ilast = i0 + BQ - 1;
+    // Prefetch the next item into the other stage (item it - 1's: free after its end barrier).
     if (it + 1 < nitems) issue(it + 1, stage ^ 1);
     cp_async_commit();   // (possibly empty group: keeps the count uniform)
     cp_async_wait<1>();  // this thread's copies for item it (and sK, sV) have landed
-    __syncthreads();     // ... and everyone else's; also: item it - 1's dQ reads of sdS are done
+    __syncthreads();     // ... and everyone else's
     const uint16_t* sQ = sQ0 + stage * BQ * LDS;
     const uint16_t* sdO = sdO0 + stage * BQ * LDS;
     const float* sLse = sLse0 + stage * BQ;
     const float* sDi = sDi0 + stage * BQ;
-    {
+    // Warp-uniform: skip items none of this warp's keys see; mask only partly visible ones.
+    if (i0 <= wi_hi && ilast >= wi_lo) {
+      const bool full = ilast < L && kwlast < L && key_lo(p, ilast) <= kw0 && key_hi(p, i0, L) >= kwlast;
       // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x BQ queries.
       float st[BQ / 8][4], dpt[BQ / 8][4];
 #pragma unroll
@@ -139,9 +142,12 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int col = nt * 8 + tq * 2 + (e & 1);
-          const int i = i0 + col, j = e < 2 ? ka : kb;
-          const bool vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
-          const float P = vis ? exp2f(st[nt][e] * p.scale_log2 - sLse[col]) : 0.f;
+          bool vis = true;
+          if (!full) {
+            const int i = i0 + col, j = e < 2 ? ka : kb;
+            vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
+          }
+          const float P = vis ? ex2(fmaf(st[nt][e], p.scale_log2, -sLse[col])) : 0.f;
           st[nt][e] = P;
           dpt[nt][e] = P * (dpt[nt][e] - sDi[col]);
         }
@@ -165,47 +171,8 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
           mma16816<T>(dk[dt + 1], da, bq[2], bq[3]);
         }
       }
-
-      // dS^T -> shared memory (rows = keys of the tile, columns = queries of the tile).
-#pragma unroll
-      for (int nt = 0; nt < BQ / 8; nt++) {
-        const int col = nt * 8 + tq * 2;
-        *reinterpret_cast<uint32_t*>(sdS + (wk + g) * LDP + col) = pack_f2<T>(dpt[nt][0], dpt[nt][1]);
-        *reinterpret_cast<uint32_t*>(sdS + (wk + g + 8) * LDP + col) = pack_f2<T>(dpt[nt][2], dpt[nt][3]);
-      }
-      __syncthreads();
-
-      // dQ (queries 16rg.. x dims cs*NCOL..) = dS (BQ x 64 keys) K (64 keys x kD).
-      // A[m=query][k=key] = sdS[key][query]; B[k=key][n=d] = sK[key][d].
-      float dq[NCOL / 8][4];
-#pragma unroll
-      for (int dt = 0; dt < NCOL / 8; dt++) dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.f;
-      const int qr0 = rg * 16 + g;
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++) {
-        uint32_t af[4];  // transposing load of sdS[key][query]: the A fragment of dS[query][key]
-        ldsm_x4_t(af, frag_b_rows(sdS, LDP, kk * 16, rg * 16, lane));
-#pragma unroll
-        for (int dt = 0; dt < NCOL / 8; dt += 2) {
-          uint32_t b[4];
-          ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, cs * NCOL + dt * 8, lane));
-          mma16816<T>(dq[dt], af, b[0], b[1]);
-          mma16816<T>(dq[dt + 1], af, b[2], b[3]);
-        }
-      }
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int i = i0 + qr0 + 8 * half;
-        if (i >= L) continue;
-        float* drow = p.dq_acc + (int64_t(t0 + i) * p.Hq + h) * p.D;
-#pragma unroll
-        for (int dt = 0; dt < NCOL / 8; dt++) {
-          const int c = cs * NCOL + dt * 8 + tq * 2;
-          if (c < p.D) atomicAdd(drow + c, dq[dt][2 * half]);
-          if (c + 1 < p.D) atomicAdd(drow + c + 1, dq[dt][2 * half + 1]);
-        }
-      }
     }
+    __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
   }
   cp_async_wait<0>();  // nothing in flight at exit (only matters when there was no work item)
 
@@ -228,6 +195,151 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
         dkp[row + c + 1] = from_f<T>(dk[dt][2 * half + 1] * p.scale);
         dvp[row + c + 1] = from_f<T>(dv[dt][2 * half + 1]);
       }
+    }
+  }
+}
+
+// ---- dQ: one block per (64-query tile, q head, sequence), like the forward -------------------
+template <int kD>
+struct DqShape {
+  static constexpr int BQ = 64, BK = kD > 64 ? 32 : 64, LDS = kD + 8;
+  // Two stages of K and V tiles [BK][LDS]; stage 1 first holds the Q and dO tiles [BQ][LDS]
+  // (read into registers before the first prefetch overwrites them).
+  static constexpr int kStage = 2 * BK * LDS;
+  static constexpr size_t smem_bytes =
+      size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
+};
+
+template <class T, int kD, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Params p) {
+  using Sh = DqShape<kD>;
+  constexpr int BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);  // stage st: K at sK0 + st kStage
+  uint16_t* const sV0 = sK0 + BK * LDS;                          //           V at sV0 + st kStage
+
+  const int s = blockIdx.z + p.seq_offset;
+  const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
+  const int q0 = blockIdx.x * BQ;
+  if (q0 >= L) return;  // whole block: no barrier has been reached yet
+  const int h = blockIdx.y, hk = h / p.group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int w0 = q0 + warp * 16, wlast = w0 + 15;  // this warp's query rows (local)
+  const int ra = w0 + g, rb = ra + 8;              // this thread's two rows
+
+  const int qlast = min(q0 + BQ, L) - 1;
+  const int kbeg = key_lo(p, q0), kend = key_hi(p, qlast, L);
+  const int wbeg = key_lo(p, w0), wend = w0 < L ? key_hi(p, min(wlast, L - 1), L) : -1;
+
+  const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
+  const uint16_t* obase = static_cast<const uint16_t*>(p.dout) + (int64_t(t0) * p.Hq + h) * p.D;
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
+
+  uint16_t* const sQ = sK0 + kStage;
+  uint16_t* const sdO = sQ + BQ * LDS;
+  load_tile_async<kD>(sQ, LDS, qbase, p.q_st, q0, BQ, L, p.D, p.vec);
+  load_tile_async<kD>(sdO, LDS, obase, int64_t(p.Hq) * p.D, q0, BQ, L, p.D, p.vec);
+  if (kbeg <= kend) {
+    load_tile_async<kD>(sK0, LDS, kbase, p.k_st, kbeg, BK, L, p.D, p.vec);
+    load_tile_async<kD>(sV0, LDS, vbase, p.v_st, kbeg, BK, L, p.D, p.vec);
+  }
+  cp_async_commit();
+  // Per-row statistics: lse in log2 units and D_i (rows past L: never visible).
+  const float lse_a = ra < L ? p.lse_in[int64_t(t0 + ra) * p.Hq + h] * kLog2e : INFINITY;
+  const float lse_b = rb < L ? p.lse_in[int64_t(t0 + rb) * p.Hq + h] * kLog2e : INFINITY;
+  const float di_a = ra < L ? p.Di[int64_t(t0 + ra) * p.Hq + h] : 0.f;
+  const float di_b = rb < L ? p.Di[int64_t(t0 + rb) * p.Hq + h] : 0.f;
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[kD / 16][4], of[kD / 16][4];  // A fragments of this warp's Q and dO rows
+#pragma unroll
+  for (int ks = 0; ks < kD / 16; ks++) {
+    ldsm_x4(qf[ks], frag_a_rows(sQ, LDS, w0 - q0, ks * 16, lane));
+    ldsm_x4(of[ks], frag_a_rows(sdO, LDS, w0 - q0, ks * 16, lane));
+  }
+  __syncthreads();  // stage 1 is free for the first prefetch
+
+  float dq[kD / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < kD / 8; dt++) dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.f;
+
+  for (int k0 = kbeg, stage = 0; k0 <= kend; k0 += BK, stage ^= 1) {
+    const uint16_t* sK = sK0 + stage * kStage;
+    const uint16_t* sV = sV0 + stage * kStage;
+    if (k0 + BK <= kend) {
+      load_tile_async<kD>(sK0 + (stage ^ 1) * kStage, LDS, kbase, p.k_st, k0 + BK, BK, L, p.D, p.vec);
+      load_tile_async<kD>(sV0 + (stage ^ 1) * kStage, LDS, vbase, p.v_st, k0 + BK, BK, L, p.D, p.vec);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    if (k0 <= wend && k0 + BK - 1 >= wbeg) {
+      const bool full = wlast < L && k0 >= key_lo(p, wlast) && k0 + BK - 1 <= key_hi(p, w0, L);
+      // S = Q K^T and dP = dO V^T: 16 rows x BK keys.
+      float sc[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sc[nt][e] = dp[nt][e] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ks++) {
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt += 2) {
+          uint32_t bk[4], bv[4];
+          ldsm_x4(bk, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
+          ldsm_x4(bv, frag_b_rows(sV, LDS, nt * 8, ks * 16, lane));
+          mma16816<T>(sc[nt], qf[ks], bk[0], bk[1]);
+          mma16816<T>(sc[nt + 1], qf[ks], bk[2], bk[3]);
+          mma16816<T>(dp[nt], of[ks], bv[0], bv[1]);
+          mma16816<T>(dp[nt + 1], of[ks], bv[2], bv[3]);
+        }
+      }
+      // dS = P (dP - D) in place of dp, P = exp2(S scale log2e - lse log2e).
+      const int lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
+      const int lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; nt++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          bool vis = true;
+          if (!full) {
+            const int key = k0 + nt * 8 + tq * 2 + (e & 1);
+            vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
+          }
+          const float P = vis ? ex2(fmaf(sc[nt][e], p.scale_log2, -(e < 2 ? lse_a : lse_b))) : 0.f;
+          dp[nt][e] = P * (dp[nt][e] - (e < 2 ? di_a : di_b));
+        }
+      }
+      // dQ += dS K: A = dS from registers; B[k=key][n=d] = K[key][d] via the transposing ldmatrix.
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t da[4];
+        pack_c_as_a<T>(dp[2 * kk], dp[2 * kk + 1], da);
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt += 2) {
+          uint32_t b[4];
+          ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, dt * 8, lane));
+          mma16816<T>(dq[dt], da, b[0], b[1]);
+          mma16816<T>(dq[dt + 1], da, b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // dQ = scale * sum dS K, written once (rows that see no key get 0).
+  T* dqp = static_cast<T*>(p.dq);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int r = half ? rb : ra;
+    if (r >= L) continue;
+    T* drow = dqp + (int64_t(t0 + r) * p.Hq + h) * p.D;
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; dt++) {
+      const int c = dt * 8 + tq * 2;
+      if (c < p.D) drow[c] = from_f<T>(dq[dt][2 * half] * p.scale);
+      if (c + 1 < p.D) drow[c + 1] = from_f<T>(dq[dt][2 * half + 1] * p.scale);
     }
   }
 }
@@ -367,19 +479,27 @@ void launch_seq_chunks(K kernel, const Params& p_in, int num_seqs, unsigned gx, 
   }
 }
 
-template <class T, int kD>
+// Dynamic shared memory beyond the 48 KiB default: opt in once per instantiation (per process;
+// the attribute is per device, and lmforge drives one device per process).
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+template <class T, int kD, int kMinBlocks>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
-  using Sh = BwdShape<kD>;
-  auto kernel = bwd_tc_kernel<T, kD>;
-  // More than the 48 KiB default for D = 128: opt in once per instantiation (per process; the
-  // attribute is per device, and lmforge drives one device per process).
+  auto dq_kernel = dq_tc_kernel<T, kD, kMinBlocks>;
+  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kMinBlocks>;
   static const bool configured = [&] {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem_bytes)));
+    allow_smem(dq_kernel, DqShape<kD>::smem_bytes);
+    allow_smem(dkdv_kernel, DkdvShape<kD>::smem_bytes);
     return true;
   }();
   (void)configured;
-  launch_seq_chunks(kernel, p, num_seqs, unsigned((max_seqlen + Sh::BK - 1) / Sh::BK), unsigned(p.Hkv),
-                    Sh::smem_bytes);
+  launch_seq_chunks(dq_kernel, p, num_seqs, unsigned((max_seqlen + DqShape<kD>::BQ - 1) / DqShape<kD>::BQ),
+                    unsigned(p.Hq), DqShape<kD>::smem_bytes);
+  launch_seq_chunks(dkdv_kernel, p, num_seqs, unsigned((max_seqlen + DkdvShape<kD>::BK - 1) / DkdvShape<kD>::BK),
+                    unsigned(p.Hkv), DkdvShape<kD>::smem_bytes);
 }
 
 }  // namespace
@@ -388,9 +508,10 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
   if (num_seqs == 0 || max_seqlen == 0) return;
   if (use_tensor_cores(dtype, p.D)) {
     auto go = [&]<class T>() {
-      if (p.D <= 32) launch_tc<T, 32>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64) launch_tc<T, 64>(p, num_seqs, max_seqlen);
-      else launch_tc<T, 128>(p, num_seqs, max_seqlen);
+      if (p.D <= 32) launch_tc<T, 32, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 2)) launch_tc<T, 64, 3>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
+      else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();
     else go.template operator()<__nv_bfloat16>();
