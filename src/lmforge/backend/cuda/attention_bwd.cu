@@ -31,18 +31,20 @@ namespace lmf::cuda::attn {
 
 namespace {
 
-// ---- dK, dV: one block per (64-key tile, kv head, sequence) ---------------------------------
-template <int kD>
+// ---- dK, dV: one block per (64 KT-key tile, kv head, sequence) ------------------------------
+// KT = 16-key MMA tiles per warp: with 2, every Q / dO fragment read from shared memory feeds
+// two MMAs (then BQ = 32 keeps the S^T, dP^T registers in bounds).
+template <int kD, int kKT>
 struct DkdvShape {
-  static constexpr int BK = 64, BQ = kD > 64 ? 32 : 64, LDS = kD + 8;
+  static constexpr int KT = kKT, BK = 64 * KT, BQ = (kD > 64 || KT > 1) ? 32 : 64, LDS = kD + 8;
   // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS] (16-bit); two stages of sLse, sDi [BQ] f32.
   static constexpr size_t smem_bytes = size_t(2 * BK * LDS + 4 * BQ * LDS) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
 };
 
-template <class T, int kD, int kMinBlocks>
+template <class T, int kD, int kKT, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Params p) {
-  using Sh = DkdvShape<kD>;
-  constexpr int BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS;
+  using Sh = DkdvShape<kD, kKT>;
+  constexpr int KT = Sh::KT, BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* const sK = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const sV = sK + BK * LDS;
@@ -57,9 +59,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Par
   if (k0 >= L) return;  // whole block, before any barrier
   const int hk = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int wk = warp * 16;                 // this warp's first key row in the tile
-  const int ka = k0 + wk + g, kb = ka + 8;  // this thread's two key rows (local)
-  const int kw0 = k0 + wk, kwlast = kw0 + 15;
+  const int wk = warp * 16 * KT;  // this warp's first key row in the tile
+  const int kw0 = k0 + wk, kwlast = kw0 + 16 * KT - 1;
   // Queries that see any key of this warp (empty when the warp's keys are all past L).
   const int wi_lo = query_lo(p, kw0), wi_hi = kw0 < L ? query_hi(p, min(kwlast, L - 1), L) : -1;
 
@@ -93,11 +94,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Par
   if (nitems > 0) issue(0, 0);
   cp_async_commit();
 
-  float dk[kD / 8][4], dv[kD / 8][4];
+  float dk[KT][kD / 8][4], dv[KT][kD / 8][4];
 #pragma unroll
-  for (int dt = 0; dt < kD / 8; dt++)
+  for (int kt = 0; kt < KT; kt++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.f;
+    for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) dk[kt][dt][e] = dv[kt][dt][e] = 0.f;
 
   for (int it = 0, stage = 0; it < nitems; it++, stage ^= 1) {
     const int i0 = i_lo + (it % ntiles) * BQ, ilast = i0 + BQ - 1;
@@ -113,43 +116,57 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Par
     // Warp-uniform: skip items none of this warp's keys see; mask only partly visible ones.
     if (i0 <= wi_hi && ilast >= wi_lo) {
       const bool full = ilast < L && kwlast < L && key_lo(p, ilast) <= kw0 && key_hi(p, i0, L) >= kwlast;
-      // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x BQ queries.
-      float st[BQ / 8][4], dpt[BQ / 8][4];
+      // S^T = K Q^T and dP^T = V dO^T: this warp's 16 KT keys x BQ queries.
+      float st[KT][BQ / 8][4], dpt[KT][BQ / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < BQ / 8; nt++)
+      for (int kt = 0; kt < KT; kt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.f;
+        for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) st[kt][nt][e] = dpt[kt][nt][e] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ks++) {
-        uint32_t ka_f[4], va_f[4];  // A[m=key][k=d]: this warp's 16 rows of K and V
-        ldsm_x4(ka_f, frag_a_rows(sK, LDS, wk, ks * 16, lane));
-        ldsm_x4(va_f, frag_a_rows(sV, LDS, wk, ks * 16, lane));
+        uint32_t ka_f[KT][4], va_f[KT][4];  // A[m=key][k=d]: this warp's rows of K and V
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+          ldsm_x4(ka_f[kt], frag_a_rows(sK, LDS, wk + 16 * kt, ks * 16, lane));
+          ldsm_x4(va_f[kt], frag_a_rows(sV, LDS, wk + 16 * kt, ks * 16, lane));
+        }
 #pragma unroll
         for (int nt = 0; nt < BQ / 8; nt += 2) {  // B[k=d][n=query] = Q[query][d], dO[query][d]
           uint32_t bq[4], bo[4];
           ldsm_x4(bq, frag_b_rows(sQ, LDS, nt * 8, ks * 16, lane));
           ldsm_x4(bo, frag_b_rows(sdO, LDS, nt * 8, ks * 16, lane));
-          mma16816<T>(st[nt], ka_f, bq[0], bq[1]);
-          mma16816<T>(st[nt + 1], ka_f, bq[2], bq[3]);
-          mma16816<T>(dpt[nt], va_f, bo[0], bo[1]);
-          mma16816<T>(dpt[nt + 1], va_f, bo[2], bo[3]);
+#pragma unroll
+          for (int kt = 0; kt < KT; kt++) {
+            mma16816<T>(st[kt][nt], ka_f[kt], bq[0], bq[1]);
+            mma16816<T>(st[kt][nt + 1], ka_f[kt], bq[2], bq[3]);
+            mma16816<T>(dpt[kt][nt], va_f[kt], bo[0], bo[1]);
+            mma16816<T>(dpt[kt][nt + 1], va_f[kt], bo[2], bo[3]);
+          }
         }
       }
 
-      // P^T and dS^T in place. Element (nt, e): key row e < 2 ? ka : kb, query i0 + col.
+      // P^T and dS^T in place. Element (kt, nt, e): key row kw0 + 16 kt + g (+ 8 for e >= 2),
+      // query i0 + col.
 #pragma unroll
       for (int nt = 0; nt < BQ / 8; nt++) {
+        const int col = nt * 8 + tq * 2;
+        const float2 lse2 = *reinterpret_cast<const float2*>(sLse + col);
+        const float2 di2 = *reinterpret_cast<const float2*>(sDi + col);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int col = nt * 8 + tq * 2 + (e & 1);
-          bool vis = true;
-          if (!full) {
-            const int i = i0 + col, j = e < 2 ? ka : kb;
-            vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
+        for (int kt = 0; kt < KT; kt++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            bool vis = true;
+            if (!full) {
+              const int i = i0 + col + (e & 1), j = kw0 + 16 * kt + g + (e >= 2 ? 8 : 0);
+              vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
+            }
+            const float P = vis ? ex2(fmaf(st[kt][nt][e], p.scale_log2, -((e & 1) ? lse2.y : lse2.x))) : 0.f;
+            st[kt][nt][e] = P;
+            dpt[kt][nt][e] = P * (dpt[kt][nt][e] - ((e & 1) ? di2.y : di2.x));
           }
-          const float P = vis ? ex2(fmaf(st[nt][e], p.scale_log2, -sLse[col])) : 0.f;
-          st[nt][e] = P;
-          dpt[nt][e] = P * (dpt[nt][e] - sDi[col]);
         }
       }
 
@@ -157,18 +174,24 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Par
       // through the transposing ldmatrix (two d tiles per load).
 #pragma unroll
       for (int kk = 0; kk < BQ / 16; kk++) {
-        uint32_t pa[4], da[4];
-        pack_c_as_a<T>(st[2 * kk], st[2 * kk + 1], pa);
-        pack_c_as_a<T>(dpt[2 * kk], dpt[2 * kk + 1], da);
+        uint32_t pa[KT][4], da[KT][4];
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+          pack_c_as_a<T>(st[kt][2 * kk], st[kt][2 * kk + 1], pa[kt]);
+          pack_c_as_a<T>(dpt[kt][2 * kk], dpt[kt][2 * kk + 1], da[kt]);
+        }
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt += 2) {
           uint32_t bo[4], bq[4];
           ldsm_x4_t(bo, frag_a_rows(sdO, LDS, kk * 16, dt * 8, lane));
           ldsm_x4_t(bq, frag_a_rows(sQ, LDS, kk * 16, dt * 8, lane));
-          mma16816<T>(dv[dt], pa, bo[0], bo[1]);
-          mma16816<T>(dv[dt + 1], pa, bo[2], bo[3]);
-          mma16816<T>(dk[dt], da, bq[0], bq[1]);
-          mma16816<T>(dk[dt + 1], da, bq[2], bq[3]);
+#pragma unroll
+          for (int kt = 0; kt < KT; kt++) {
+            mma16816<T>(dv[kt][dt], pa[kt], bo[0], bo[1]);
+            mma16816<T>(dv[kt][dt + 1], pa[kt], bo[2], bo[3]);
+            mma16816<T>(dk[kt][dt], da[kt], bq[0], bq[1]);
+            mma16816<T>(dk[kt][dt + 1], da[kt], bq[2], bq[3]);
+          }
         }
       }
     }
@@ -180,29 +203,41 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Par
   T* dkp = static_cast<T*>(p.dk);
   T* dvp = static_cast<T*>(p.dv);
 #pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int j = half ? kb : ka;
-    if (j >= L) continue;
-    const int64_t row = (int64_t(t0 + j) * p.Hkv + hk) * p.D;
+  for (int kt = 0; kt < KT; kt++) {
 #pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++) {
-      const int c = dt * 8 + tq * 2;
-      if (c < p.D) {
-        dkp[row + c] = from_f<T>(dk[dt][2 * half] * p.scale);
-        dvp[row + c] = from_f<T>(dv[dt][2 * half]);
-      }
-      if (c + 1 < p.D) {
-        dkp[row + c + 1] = from_f<T>(dk[dt][2 * half + 1] * p.scale);
-        dvp[row + c + 1] = from_f<T>(dv[dt][2 * half + 1]);
+    for (int half = 0; half < 2; half++) {
+      const int j = kw0 + 16 * kt + g + 8 * half;
+      if (j >= L) continue;
+      const int64_t row = (int64_t(t0 + j) * p.Hkv + hk) * p.D;
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; dt++) {
+        const int c = dt * 8 + tq * 2;
+        const float k0v = dk[kt][dt][2 * half] * p.scale, k1v = dk[kt][dt][2 * half + 1] * p.scale;
+        const float v0v = dv[kt][dt][2 * half], v1v = dv[kt][dt][2 * half + 1];
+        if ((p.D & 1) == 0 && c < p.D) {  // even D: 4-byte aligned pairs
+          *reinterpret_cast<uint32_t*>(dkp + row + c) = pack_f2<T>(k0v, k1v);
+          *reinterpret_cast<uint32_t*>(dvp + row + c) = pack_f2<T>(v0v, v1v);
+        } else {
+          if (c < p.D) {
+            dkp[row + c] = from_f<T>(k0v);
+            dvp[row + c] = from_f<T>(v0v);
+          }
+          if (c + 1 < p.D) {
+            dkp[row + c + 1] = from_f<T>(k1v);
+            dvp[row + c + 1] = from_f<T>(v1v);
+          }
+        }
       }
     }
   }
 }
 
-// ---- dQ: one block per (64-query tile, q head, sequence), like the forward -------------------
-template <int kD>
+// ---- dQ: one block per (64 MT-query tile, q head, sequence), like the forward ---------------
+// MT = 16-row MMA tiles per warp: with 2, every K / V fragment read from shared memory feeds
+// two MMAs (then BK = 32 keeps the S, dP registers in bounds).
+template <int kD, int kMT>
 struct DqShape {
-  static constexpr int BQ = 64, BK = kD > 64 ? 32 : 64, LDS = kD + 8;
+  static constexpr int MT = kMT, BQ = 64 * MT, BK = (kD > 64 || MT > 1) ? 32 : 64, LDS = kD + 8;
   // Two stages of K and V tiles [BK][LDS]; stage 1 first holds the Q and dO tiles [BQ][LDS]
   // (read into registers before the first prefetch overwrites them).
   static constexpr int kStage = 2 * BK * LDS;
@@ -210,10 +245,10 @@ struct DqShape {
       size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
 };
 
-template <class T, int kD, int kMinBlocks>
+template <class T, int kD, int kMT, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Params p) {
-  using Sh = DqShape<kD>;
-  constexpr int BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
+  using Sh = DqShape<kD, kMT>;
+  constexpr int MT = Sh::MT, BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);  // stage st: K at sK0 + st kStage
   uint16_t* const sV0 = sK0 + BK * LDS;                          //           V at sV0 + st kStage
@@ -224,8 +259,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
   if (q0 >= L) return;  // whole block: no barrier has been reached yet
   const int h = blockIdx.y, hk = h / p.group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int w0 = q0 + warp * 16, wlast = w0 + 15;  // this warp's query rows (local)
-  const int ra = w0 + g, rb = ra + 8;              // this thread's two rows
+  const int w0 = q0 + warp * 16 * MT, wlast = w0 + 16 * MT - 1;  // this warp's query rows (local)
 
   const int qlast = min(q0 + BQ, L) - 1;
   const int kbeg = key_lo(p, q0), kend = key_hi(p, qlast, L);
@@ -245,24 +279,34 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
     load_tile_async<kD>(sV0, LDS, vbase, p.v_st, kbeg, BK, L, p.D, p.vec);
   }
   cp_async_commit();
-  // Per-row statistics: lse in log2 units and D_i (rows past L: never visible).
-  const float lse_a = ra < L ? p.lse_in[int64_t(t0 + ra) * p.Hq + h] * kLog2e : INFINITY;
-  const float lse_b = rb < L ? p.lse_in[int64_t(t0 + rb) * p.Hq + h] * kLog2e : INFINITY;
-  const float di_a = ra < L ? p.Di[int64_t(t0 + ra) * p.Hq + h] : 0.f;
-  const float di_b = rb < L ? p.Di[int64_t(t0 + rb) * p.Hq + h] : 0.f;
+  // Per-row statistics of rows g, g + 8 of each MMA tile: lse in log2 units and D_i (rows past
+  // L are never visible).
+  float lse[MT][2], di[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = w0 + mt * 16 + g + 8 * half;
+      lse[mt][half] = r < L ? p.lse_in[int64_t(t0 + r) * p.Hq + h] * kLog2e : INFINITY;
+      di[mt][half] = r < L ? p.Di[int64_t(t0 + r) * p.Hq + h] : 0.f;
+    }
   cp_async_wait<0>();
   __syncthreads();
-  uint32_t qf[kD / 16][4], of[kD / 16][4];  // A fragments of this warp's Q and dO rows
+  uint32_t qf[MT][kD / 16][4], of[MT][kD / 16][4];  // A fragments of this warp's Q and dO rows
 #pragma unroll
-  for (int ks = 0; ks < kD / 16; ks++) {
-    ldsm_x4(qf[ks], frag_a_rows(sQ, LDS, w0 - q0, ks * 16, lane));
-    ldsm_x4(of[ks], frag_a_rows(sdO, LDS, w0 - q0, ks * 16, lane));
-  }
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ks++) {
+      ldsm_x4(qf[mt][ks], frag_a_rows(sQ, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+      ldsm_x4(of[mt][ks], frag_a_rows(sdO, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+    }
   __syncthreads();  // stage 1 is free for the first prefetch
 
-  float dq[kD / 8][4];
+  float dq[MT][kD / 8][4];
 #pragma unroll
-  for (int dt = 0; dt < kD / 8; dt++) dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.f;
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; dt++) dq[mt][dt][0] = dq[mt][dt][1] = dq[mt][dt][2] = dq[mt][dt][3] = 0.f;
 
   for (int k0 = kbeg, stage = 0; k0 <= kend; k0 += BK, stage ^= 1) {
     const uint16_t* sK = sK0 + stage * kStage;
@@ -276,12 +320,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
     __syncthreads();
     if (k0 <= wend && k0 + BK - 1 >= wbeg) {
       const bool full = wlast < L && k0 >= key_lo(p, wlast) && k0 + BK - 1 <= key_hi(p, w0, L);
-      // S = Q K^T and dP = dO V^T: 16 rows x BK keys.
-      float sc[BK / 8][4], dp[BK / 8][4];
+      // S = Q K^T and dP = dO V^T: 16 MT rows x BK keys.
+      float sc[MT][BK / 8][4], dp[MT][BK / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < BK / 8; nt++)
+      for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) sc[nt][e] = dp[nt][e] = 0.f;
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) sc[mt][nt][e] = dp[mt][nt][e] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ks++) {
 #pragma unroll
@@ -289,39 +335,53 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
           uint32_t bk[4], bv[4];
           ldsm_x4(bk, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
           ldsm_x4(bv, frag_b_rows(sV, LDS, nt * 8, ks * 16, lane));
-          mma16816<T>(sc[nt], qf[ks], bk[0], bk[1]);
-          mma16816<T>(sc[nt + 1], qf[ks], bk[2], bk[3]);
-          mma16816<T>(dp[nt], of[ks], bv[0], bv[1]);
-          mma16816<T>(dp[nt + 1], of[ks], bv[2], bv[3]);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(sc[mt][nt], qf[mt][ks], bk[0], bk[1]);
+            mma16816<T>(sc[mt][nt + 1], qf[mt][ks], bk[2], bk[3]);
+            mma16816<T>(dp[mt][nt], of[mt][ks], bv[0], bv[1]);
+            mma16816<T>(dp[mt][nt + 1], of[mt][ks], bv[2], bv[3]);
+          }
         }
       }
       // dS = P (dP - D) in place of dp, P = exp2(S scale log2e - lse log2e).
-      const int lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
-      const int lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
 #pragma unroll
-      for (int nt = 0; nt < BK / 8; nt++) {
+      for (int mt = 0; mt < MT; mt++) {
+        const int ra = w0 + mt * 16 + g, rb = ra + 8;
+        int lo_a = 0, hi_a = 0, lo_b = 0, hi_b = 0;
+        if (!full) {
+          lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
+          lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
+        }
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          bool vis = true;
-          if (!full) {
-            const int key = k0 + nt * 8 + tq * 2 + (e & 1);
-            vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
+        for (int nt = 0; nt < BK / 8; nt++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            bool vis = true;
+            if (!full) {
+              const int key = k0 + nt * 8 + tq * 2 + (e & 1);
+              vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
+            }
+            const float P = vis ? ex2(fmaf(sc[mt][nt][e], p.scale_log2, -lse[mt][e >> 1])) : 0.f;
+            dp[mt][nt][e] = P * (dp[mt][nt][e] - di[mt][e >> 1]);
           }
-          const float P = vis ? ex2(fmaf(sc[nt][e], p.scale_log2, -(e < 2 ? lse_a : lse_b))) : 0.f;
-          dp[nt][e] = P * (dp[nt][e] - (e < 2 ? di_a : di_b));
         }
       }
       // dQ += dS K: A = dS from registers; B[k=key][n=d] = K[key][d] via the transposing ldmatrix.
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++) {
-        uint32_t da[4];
-        pack_c_as_a<T>(dp[2 * kk], dp[2 * kk + 1], da);
+        uint32_t da[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) pack_c_as_a<T>(dp[mt][2 * kk], dp[mt][2 * kk + 1], da[mt]);
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt += 2) {
           uint32_t b[4];
           ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, dt * 8, lane));
-          mma16816<T>(dq[dt], da, b[0], b[1]);
-          mma16816<T>(dq[dt + 1], da, b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(dq[mt][dt], da[mt], b[0], b[1]);
+            mma16816<T>(dq[mt][dt + 1], da[mt], b[2], b[3]);
+          }
         }
       }
     }
@@ -331,15 +391,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
   // dQ = scale * sum dS K, written once (rows that see no key get 0).
   T* dqp = static_cast<T*>(p.dq);
 #pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int r = half ? rb : ra;
-    if (r >= L) continue;
-    T* drow = dqp + (int64_t(t0 + r) * p.Hq + h) * p.D;
+  for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++) {
-      const int c = dt * 8 + tq * 2;
-      if (c < p.D) drow[c] = from_f<T>(dq[dt][2 * half] * p.scale);
-      if (c + 1 < p.D) drow[c + 1] = from_f<T>(dq[dt][2 * half + 1] * p.scale);
+    for (int half = 0; half < 2; half++) {
+      const int r = w0 + mt * 16 + g + 8 * half;
+      if (r >= L) continue;
+      T* drow = dqp + (int64_t(t0 + r) * p.Hq + h) * p.D;
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; dt++) {
+        const int c = dt * 8 + tq * 2;
+        const float x0 = dq[mt][dt][2 * half] * p.scale, x1 = dq[mt][dt][2 * half + 1] * p.scale;
+        if ((p.D & 1) == 0 && c < p.D) {  // even D: 4-byte aligned pairs
+          *reinterpret_cast<uint32_t*>(drow + c) = pack_f2<T>(x0, x1);
+        } else {
+          if (c < p.D) drow[c] = from_f<T>(x0);
+          if (c + 1 < p.D) drow[c + 1] = from_f<T>(x1);
+        }
+      }
     }
   }
 }
@@ -486,20 +554,22 @@ void allow_smem(K kernel, size_t bytes) {
   LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-template <class T, int kD, int kMinBlocks>
+template <class T, int kD, int kMinBlocks, int kDqMT = 1, int kKT = 1>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
-  auto dq_kernel = dq_tc_kernel<T, kD, kMinBlocks>;
-  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kMinBlocks>;
+  using DqSh = DqShape<kD, kDqMT>;
+  using DkdvSh = DkdvShape<kD, kKT>;
+  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT, kMinBlocks>;
+  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kKT, kMinBlocks>;
   static const bool configured = [&] {
-    allow_smem(dq_kernel, DqShape<kD>::smem_bytes);
-    allow_smem(dkdv_kernel, DkdvShape<kD>::smem_bytes);
+    allow_smem(dq_kernel, DqSh::smem_bytes);
+    allow_smem(dkdv_kernel, DkdvSh::smem_bytes);
     return true;
   }();
   (void)configured;
-  launch_seq_chunks(dq_kernel, p, num_seqs, unsigned((max_seqlen + DqShape<kD>::BQ - 1) / DqShape<kD>::BQ),
-                    unsigned(p.Hq), DqShape<kD>::smem_bytes);
-  launch_seq_chunks(dkdv_kernel, p, num_seqs, unsigned((max_seqlen + DkdvShape<kD>::BK - 1) / DkdvShape<kD>::BK),
-                    unsigned(p.Hkv), DkdvShape<kD>::smem_bytes);
+  launch_seq_chunks(dq_kernel, p, num_seqs, unsigned((max_seqlen + DqSh::BQ - 1) / DqSh::BQ), unsigned(p.Hq),
+                    DqSh::smem_bytes);
+  launch_seq_chunks(dkdv_kernel, p, num_seqs, unsigned((max_seqlen + DkdvSh::BK - 1) / DkdvSh::BK), unsigned(p.Hkv),
+                    DkdvSh::smem_bytes);
 }
 
 }  // namespace
@@ -510,6 +580,9 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
     auto go = [&]<class T>() {
       if (p.D <= 32) launch_tc<T, 32, 1>(p, num_seqs, max_seqlen);
       else if (p.D <= 64 && (tuning_variant() & 2)) launch_tc<T, 64, 3>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 4) launch_tc<T, 64, 1, 2, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 8) launch_tc<T, 64, 1, 1, 2>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 12) launch_tc<T, 64, 1, 2, 2>(p, num_seqs, max_seqlen);
       else if (p.D <= 64) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
       else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
