@@ -53,6 +53,14 @@ const std::vector<Case>& cases() {
       {"d96_causal", {0, 200, 217}, 2, 2, 96, true, -1, -1},
       {"d160_generic", {0, 1, 18, 218}, 2, 1, 160, true, -1, -1},
       {"d256_generic_window", {0, 129, 146}, 2, 2, 256, false, 16, 16},
+      // Tile edges of the fast paths (whole-tile visibility tests, 128-query forward tiles at
+      // D <= 64, per-warp tile skipping): lengths off the 64 / 128 grid, causal + left window,
+      // asymmetric windows, an odd head dim (scalar output writes).
+      {"tiles_causal_left150_gqa_d64", {0, 700, 957, 958}, 4, 2, 64, true, 150, -1},
+      {"tiles_full_len257_d64", {0, 257, 300, 429}, 2, 2, 64, false, -1, -1},
+      {"tiles_window_100_37_d128", {0, 600, 601}, 2, 2, 128, false, 100, 37},
+      {"tiles_right70_d64", {0, 270}, 2, 1, 64, false, -1, 70},
+      {"d33_causal_odd_head_dim", {0, 150, 160}, 2, 1, 33, true, -1, -1},
       // More sequences than one grid z dimension holds (65535): launched in chunks.
       {"70000_sequences_chunked_grid", [] {
          std::vector<int32_t> cu{0};

@@ -1,6 +1,5 @@
 // CUDA attention entry points (contracts in backend/kernel_list.inc): parameter setup, the
-// backward's pre-pass D_i = rowsum(dO_i * O_i), the fp32 dQ scratch of the tensor-core
-// backward and its final scale-and-cast. The kernels live in attention_fwd.cu / attention_bwd.cu.
+// backward's pre-pass D_i = rowsum(dO_i * O_i). The kernels live in attention_fwd.cu / attention_bwd.cu.
 #include <algorithm>
 #include <climits>
 
@@ -64,13 +63,6 @@ __global__ void rowdot_kernel(const T* __restrict__ a, const T* __restrict__ b, 
   }
 }
 
-// dst = src * scale cast to T (the tensor-core backward's dQ).
-template <class T>
-__global__ void scale_cast_kernel(const float* __restrict__ src, T* __restrict__ dst, float scale, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = from_f<T>(src[i] * scale);
-}
-
 }  // namespace
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
@@ -102,22 +94,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dv = dv.data_ptr();
-  const int num_seqs = int(cu_seqlens.numel() - 1);
-  if (!attn::use_tensor_cores(q.dtype(), p.D)) {
-    attn::launch_backward(p, q.dtype(), num_seqs, int(max_seqlen));
-    return;
-  }
-  // Tensor-core backward: the dQ partial sums of every key tile are atomically added in fp32
-  // (zeroed first, so rows that see no key get 0), then scaled and cast. dK and dV are written
-  // directly: every key tile of every sequence has its own block.
-  Tensor dq_acc = Tensor::zeros({N, int64_t(p.Hq), int64_t(p.D)}, DType::f32, q.device());
-  p.dq_acc = ptr<float>(dq_acc);
-  attn::launch_backward(p, q.dtype(), num_seqs, int(max_seqlen));
-  dispatch_floating(q.dtype(), "attention_backward", [&]<class T>() {
-    const int64_t n = dq_acc.numel();
-    scale_cast_kernel<T><<<blocks_for(n), 256, 0, current_stream()>>>(ptr<float>(dq_acc), ptr<T>(dq), p.scale, n);
-    LMF_CUDA_CHECK_LAUNCH();
-  });
+  // Every kernel writes its dQ / dK / dV rows exactly once (no scratch, no atomics).
+  attn::launch_backward(p, q.dtype(), int(cu_seqlens.numel() - 1), int(max_seqlen));
 }
 
 }  // namespace lmf::cuda

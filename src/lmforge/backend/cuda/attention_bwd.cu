@@ -2,18 +2,23 @@
 // row, the saved lse and D_i = rowsum(dO_i * O_i) (attention.cu computes D first), and
 // recompute P_ij = exp(scale q_i.k_j - lse_i) instead of storing it.
 //
-// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2):
-// one block of 4 warps per (64-key tile, kv head, sequence); warp w owns keys 16w..16w+15 of
-// the tile and keeps their dK, dV accumulators in registers for the whole kernel, so dK/dV
-// need no atomics and grouped heads cost nothing extra: the block loops over the q heads of
-// its kv head and over the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can
-// see its keys (causal / window bounds); the Q / dO tiles are double-buffered (cp.async copies
-// the next (head, query tile) item while this one is used). Per item, keys as the M dimension:
-//   S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
-//   dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
-//   dQ[tile] += dS K            (dS^T staged through shared memory; the block's partial dQ is
-//                                added with fp32 atomics into dq_acc, then scaled and cast by
-//                                attention.cu: FA2's choice, one add per element per key tile)
+// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2, with
+// dQ in its own pass instead of FA2's fp32 atomics). Two kernels, each writing its rows once:
+//  dkdv_tc_kernel: one block of 4 warps per (64-key tile, kv head, sequence); warp w owns keys
+//   16w..16w+15 and keeps their dK, dV accumulators in registers for the whole kernel, so
+//   grouped heads cost nothing extra: the block loops over the q heads of its kv head and over
+//   the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can see its keys
+//   (causal / window bounds); Q / dO tiles are double-buffered (cp.async copies the next item
+//   while this one is used). Per item, keys as the M dimension:
+//     S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
+//     dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
+//  dq_tc_kernel: one block of 4 warps per (64-query tile, q head, sequence), shaped like the
+//   forward: Q and dO fragments stay in registers, K / V tiles are double-buffered, and per key
+//   tile S = Q K^T, dP = dO V^T, dS = P (dP - D), dQ += dS K.
+// The dQ pass recomputes S and dP (7 tile products instead of 5), which costs less than one
+// fp32 atomic per dQ element per key tile did (and makes dQ deterministic).
+// Both kernels skip, per warp, tiles that none of its rows see, and mask only tiles that are
+// partly visible.
 //
 // Generic path (f32, or D > 128): no atomics. dq_kernel: one warp per query row (like the
 // forward); dkdv_kernel: one warp per key row, looping over the queries that see it (the
@@ -26,26 +31,26 @@ namespace lmf::cuda::attn {
 
 namespace {
 
-template <int kD>
-struct BwdShape {
-  static constexpr int BK = 64, BQ = kD > 64 ? 32 : 64, LDS = kD + 8, LDP = BQ + 8;
-  // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS]; sdS [BK][LDP] (16-bit);
-  // two stages of sLse, sDi [BQ] f32.
-  static constexpr size_t smem_bytes =
-      size_t(2 * BK * LDS + 4 * BQ * LDS + BK * LDP) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
+// ---- dK, dV: one block per (64 KT-key tile, kv head, sequence) ------------------------------
+// KT = 16-key MMA tiles per warp: with 2, every Q / dO fragment read from shared memory feeds
+// two MMAs (then BQ = 32 keeps the S^T, dP^T registers in bounds).
+template <int kD, int kKT>
+struct DkdvShape {
+  static constexpr int KT = kKT, BK = 64 * KT, BQ = (kD > 64 || KT > 1) ? 32 : 64, LDS = kD + 8;
+  // sK, sV [BK][LDS]; two stages of sQ, sdO [BQ][LDS] (16-bit); two stages of sLse, sDi [BQ] f32.
+  static constexpr size_t smem_bytes = size_t(2 * BK * LDS + 4 * BQ * LDS) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
 };
 
-template <class T, int kD>
-__global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
-  using Sh = BwdShape<kD>;
-  constexpr int BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS, LDP = Sh::LDP;
+template <class T, int kD, int kKT, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Params p) {
+  using Sh = DkdvShape<kD, kKT>;
+  constexpr int KT = Sh::KT, BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* const sK = reinterpret_cast<uint16_t*>(smem_raw);
   uint16_t* const sV = sK + BK * LDS;
-  uint16_t* const sQ0 = sV + BK * LDS;      // stage st: sQ0 + st * BQ * LDS
+  uint16_t* const sQ0 = sV + BK * LDS;  // stage st: sQ0 + st * BQ * LDS
   uint16_t* const sdO0 = sQ0 + 2 * BQ * LDS;
-  uint16_t* const sdS = sdO0 + 2 * BQ * LDS;
-  float* const sLse0 = reinterpret_cast<float*>(sdS + BK * LDP);  // byte offset: a multiple of 16
+  float* const sLse0 = reinterpret_cast<float*>(sdO0 + 2 * BQ * LDS);  // byte offset: a multiple of 16
   float* const sDi0 = sLse0 + 2 * BQ;
 
   const int s = blockIdx.z + p.seq_offset;
@@ -54,8 +59,10 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   if (k0 >= L) return;  // whole block, before any barrier
   const int hk = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int wk = warp * 16;                       // this warp's first key row in the tile
-  const int ka = k0 + wk + g, kb = ka + 8;        // this thread's two key rows (local)
+  const int wk = warp * 16 * KT;  // this warp's first key row in the tile
+  const int kw0 = k0 + wk, kwlast = kw0 + 16 * KT - 1;
+  // Queries that see any key of this warp (empty when the warp's keys are all past L).
+  const int wi_lo = query_lo(p, kw0), wi_hi = kw0 < L ? query_hi(p, min(kwlast, L - 1), L) : -1;
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
@@ -87,63 +94,79 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   if (nitems > 0) issue(0, 0);
   cp_async_commit();
 
-  float dk[kD / 8][4], dv[kD / 8][4];
+  float dk[KT][kD / 8][4], dv[KT][kD / 8][4];
 #pragma unroll
-  for (int dt = 0; dt < kD / 8; dt++)
+  for (int kt = 0; kt < KT; kt++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.f;
-
-  // dQ work split: RG row groups of 16 queries x CS column slices of NCOL dims = 4 warps.
-  constexpr int RG = BQ / 16, CS = 4 / RG, NCOL = kD / CS;
-  const int rg = warp % RG, cs = warp / RG;
+    for (int dt = 0; dt < kD / 8; dt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) dk[kt][dt][e] = dv[kt][dt][e] = 0.f;
 
   for (int it = 0, stage = 0; it < nitems; it++, stage ^= 1) {
-    const int h = hk * p.group + it / ntiles, i0 = i_lo + (it % ntiles) * BQ;
-    // Prefetch the next item into the other stage. Its previous contents (item it - 1) were last
-    // read before item it - 1's mid-iteration barrier, which every thread has passed.
+    const int i0 = i_lo + (it % ntiles) * BQ, ilast = i0 + BQ - 1;
+    // Prefetch the next item into the other stage (item it - 1's: free after its end barrier).
     if (it + 1 < nitems) issue(it + 1, stage ^ 1);
     cp_async_commit();   // (possibly empty group: keeps the count uniform)
     cp_async_wait<1>();  // this thread's copies for item it (and sK, sV) have landed
-    __syncthreads();     // ... and everyone else's; also: item it - 1's dQ reads of sdS are done
+    __syncthreads();     // ... and everyone else's
     const uint16_t* sQ = sQ0 + stage * BQ * LDS;
     const uint16_t* sdO = sdO0 + stage * BQ * LDS;
     const float* sLse = sLse0 + stage * BQ;
     const float* sDi = sDi0 + stage * BQ;
-    {
-      // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x BQ queries.
-      float st[BQ / 8][4], dpt[BQ / 8][4];
+    // Warp-uniform: skip items none of this warp's keys see; mask only partly visible ones.
+    if (i0 <= wi_hi && ilast >= wi_lo) {
+      const bool full = ilast < L && kwlast < L && key_lo(p, ilast) <= kw0 && key_hi(p, i0, L) >= kwlast;
+      // S^T = K Q^T and dP^T = V dO^T: this warp's 16 KT keys x BQ queries.
+      float st[KT][BQ / 8][4], dpt[KT][BQ / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < BQ / 8; nt++)
+      for (int kt = 0; kt < KT; kt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.f;
+        for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) st[kt][nt][e] = dpt[kt][nt][e] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ks++) {
-        uint32_t ka_f[4], va_f[4];  // A[m=key][k=d]: this warp's 16 rows of K and V
-        ldsm_x4(ka_f, frag_a_rows(sK, LDS, wk, ks * 16, lane));
-        ldsm_x4(va_f, frag_a_rows(sV, LDS, wk, ks * 16, lane));
+        uint32_t ka_f[KT][4], va_f[KT][4];  // A[m=key][k=d]: this warp's rows of K and V
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+          ldsm_x4(ka_f[kt], frag_a_rows(sK, LDS, wk + 16 * kt, ks * 16, lane));
+          ldsm_x4(va_f[kt], frag_a_rows(sV, LDS, wk + 16 * kt, ks * 16, lane));
+        }
 #pragma unroll
         for (int nt = 0; nt < BQ / 8; nt += 2) {  // B[k=d][n=query] = Q[query][d], dO[query][d]
           uint32_t bq[4], bo[4];
           ldsm_x4(bq, frag_b_rows(sQ, LDS, nt * 8, ks * 16, lane));
           ldsm_x4(bo, frag_b_rows(sdO, LDS, nt * 8, ks * 16, lane));
-          mma16816<T>(st[nt], ka_f, bq[0], bq[1]);
-          mma16816<T>(st[nt + 1], ka_f, bq[2], bq[3]);
-          mma16816<T>(dpt[nt], va_f, bo[0], bo[1]);
-          mma16816<T>(dpt[nt + 1], va_f, bo[2], bo[3]);
+#pragma unroll
+          for (int kt = 0; kt < KT; kt++) {
+            mma16816<T>(st[kt][nt], ka_f[kt], bq[0], bq[1]);
+            mma16816<T>(st[kt][nt + 1], ka_f[kt], bq[2], bq[3]);
+            mma16816<T>(dpt[kt][nt], va_f[kt], bo[0], bo[1]);
+            mma16816<T>(dpt[kt][nt + 1], va_f[kt], bo[2], bo[3]);
+          }
         }
       }
 
-      // P^T and dS^T in place. Element (nt, e): key row e < 2 ? ka : kb, query i0 + col.
+      // P^T and dS^T in place. Element (kt, nt, e): key row kw0 + 16 kt + g (+ 8 for e >= 2),
+      // query i0 + col.
 #pragma unroll
       for (int nt = 0; nt < BQ / 8; nt++) {
+        const int col = nt * 8 + tq * 2;
+        const float2 lse2 = *reinterpret_cast<const float2*>(sLse + col);
+        const float2 di2 = *reinterpret_cast<const float2*>(sDi + col);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int col = nt * 8 + tq * 2 + (e & 1);
-          const int i = i0 + col, j = e < 2 ? ka : kb;
-          const bool vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
-          const float P = vis ? exp2f(st[nt][e] * p.scale_log2 - sLse[col]) : 0.f;
-          st[nt][e] = P;
-          dpt[nt][e] = P * (dpt[nt][e] - sDi[col]);
+        for (int kt = 0; kt < KT; kt++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            bool vis = true;
+            if (!full) {
+              const int i = i0 + col + (e & 1), j = kw0 + 16 * kt + g + (e >= 2 ? 8 : 0);
+              vis = i < L && j < L && j >= key_lo(p, i) && j <= key_hi(p, i, L);
+            }
+            const float P = vis ? ex2(fmaf(st[kt][nt][e], p.scale_log2, -((e & 1) ? lse2.y : lse2.x))) : 0.f;
+            st[kt][nt][e] = P;
+            dpt[kt][nt][e] = P * (dpt[kt][nt][e] - ((e & 1) ? di2.y : di2.x));
+          }
         }
       }
 
@@ -151,61 +174,28 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
       // through the transposing ldmatrix (two d tiles per load).
 #pragma unroll
       for (int kk = 0; kk < BQ / 16; kk++) {
-        uint32_t pa[4], da[4];
-        pack_c_as_a<T>(st[2 * kk], st[2 * kk + 1], pa);
-        pack_c_as_a<T>(dpt[2 * kk], dpt[2 * kk + 1], da);
+        uint32_t pa[KT][4], da[KT][4];
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+          pack_c_as_a<T>(st[kt][2 * kk], st[kt][2 * kk + 1], pa[kt]);
+          pack_c_as_a<T>(dpt[kt][2 * kk], dpt[kt][2 * kk + 1], da[kt]);
+        }
 #pragma unroll
         for (int dt = 0; dt < kD / 8; dt += 2) {
           uint32_t bo[4], bq[4];
           ldsm_x4_t(bo, frag_a_rows(sdO, LDS, kk * 16, dt * 8, lane));
           ldsm_x4_t(bq, frag_a_rows(sQ, LDS, kk * 16, dt * 8, lane));
-          mma16816<T>(dv[dt], pa, bo[0], bo[1]);
-          mma16816<T>(dv[dt + 1], pa, bo[2], bo[3]);
-          mma16816<T>(dk[dt], da, bq[0], bq[1]);
-          mma16816<T>(dk[dt + 1], da, bq[2], bq[3]);
-        }
-      }
-
-      // dS^T -> shared memory (rows = keys of the tile, columns = queries of the tile).
 #pragma unroll
-      for (int nt = 0; nt < BQ / 8; nt++) {
-        const int col = nt * 8 + tq * 2;
-        *reinterpret_cast<uint32_t*>(sdS + (wk + g) * LDP + col) = pack_f2<T>(dpt[nt][0], dpt[nt][1]);
-        *reinterpret_cast<uint32_t*>(sdS + (wk + g + 8) * LDP + col) = pack_f2<T>(dpt[nt][2], dpt[nt][3]);
-      }
-      __syncthreads();
-
-      // dQ (queries 16rg.. x dims cs*NCOL..) = dS (BQ x 64 keys) K (64 keys x kD).
-      // A[m=query][k=key] = sdS[key][query]; B[k=key][n=d] = sK[key][d].
-      float dq[NCOL / 8][4];
-#pragma unroll
-      for (int dt = 0; dt < NCOL / 8; dt++) dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.f;
-      const int qr0 = rg * 16 + g;
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++) {
-        uint32_t af[4];  // transposing load of sdS[key][query]: the A fragment of dS[query][key]
-        ldsm_x4_t(af, frag_b_rows(sdS, LDP, kk * 16, rg * 16, lane));
-#pragma unroll
-        for (int dt = 0; dt < NCOL / 8; dt += 2) {
-          uint32_t b[4];
-          ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, cs * NCOL + dt * 8, lane));
-          mma16816<T>(dq[dt], af, b[0], b[1]);
-          mma16816<T>(dq[dt + 1], af, b[2], b[3]);
-        }
-      }
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int i = i0 + qr0 + 8 * half;
-        if (i >= L) continue;
-        float* drow = p.dq_acc + (int64_t(t0 + i) * p.Hq + h) * p.D;
-#pragma unroll
-        for (int dt = 0; dt < NCOL / 8; dt++) {
-          const int c = cs * NCOL + dt * 8 + tq * 2;
-          if (c < p.D) atomicAdd(drow + c, dq[dt][2 * half]);
-          if (c + 1 < p.D) atomicAdd(drow + c + 1, dq[dt][2 * half + 1]);
+          for (int kt = 0; kt < KT; kt++) {
+            mma16816<T>(dv[kt][dt], pa[kt], bo[0], bo[1]);
+            mma16816<T>(dv[kt][dt + 1], pa[kt], bo[2], bo[3]);
+            mma16816<T>(dk[kt][dt], da[kt], bq[0], bq[1]);
+            mma16816<T>(dk[kt][dt + 1], da[kt], bq[2], bq[3]);
+          }
         }
       }
     }
+    __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
   }
   cp_async_wait<0>();  // nothing in flight at exit (only matters when there was no work item)
 
@@ -213,20 +203,210 @@ __global__ void __launch_bounds__(kThreads) bwd_tc_kernel(const Params p) {
   T* dkp = static_cast<T*>(p.dk);
   T* dvp = static_cast<T*>(p.dv);
 #pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int j = half ? kb : ka;
-    if (j >= L) continue;
-    const int64_t row = (int64_t(t0 + j) * p.Hkv + hk) * p.D;
+  for (int kt = 0; kt < KT; kt++) {
 #pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++) {
-      const int c = dt * 8 + tq * 2;
-      if (c < p.D) {
-        dkp[row + c] = from_f<T>(dk[dt][2 * half] * p.scale);
-        dvp[row + c] = from_f<T>(dv[dt][2 * half]);
+    for (int half = 0; half < 2; half++) {
+      const int j = kw0 + 16 * kt + g + 8 * half;
+      if (j >= L) continue;
+      const int64_t row = (int64_t(t0 + j) * p.Hkv + hk) * p.D;
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; dt++) {
+        const int c = dt * 8 + tq * 2;
+        const float k0v = dk[kt][dt][2 * half] * p.scale, k1v = dk[kt][dt][2 * half + 1] * p.scale;
+        const float v0v = dv[kt][dt][2 * half], v1v = dv[kt][dt][2 * half + 1];
+        if ((p.D & 1) == 0 && c < p.D) {  // even D: 4-byte aligned pairs
+          *reinterpret_cast<uint32_t*>(dkp + row + c) = pack_f2<T>(k0v, k1v);
+          *reinterpret_cast<uint32_t*>(dvp + row + c) = pack_f2<T>(v0v, v1v);
+        } else {
+          if (c < p.D) {
+            dkp[row + c] = from_f<T>(k0v);
+            dvp[row + c] = from_f<T>(v0v);
+          }
+          if (c + 1 < p.D) {
+            dkp[row + c + 1] = from_f<T>(k1v);
+            dvp[row + c + 1] = from_f<T>(v1v);
+          }
+        }
       }
-      if (c + 1 < p.D) {
-        dkp[row + c + 1] = from_f<T>(dk[dt][2 * half + 1] * p.scale);
-        dvp[row + c + 1] = from_f<T>(dv[dt][2 * half + 1]);
+    }
+  }
+}
+
+// ---- dQ: one block per (64 MT-query tile, q head, sequence), like the forward ---------------
+// MT = 16-row MMA tiles per warp: with 2, every K / V fragment read from shared memory feeds
+// two MMAs (then BK = 32 keeps the S, dP registers in bounds).
+template <int kD, int kMT>
+struct DqShape {
+  static constexpr int MT = kMT, BQ = 64 * MT, BK = (kD > 64 || MT > 1) ? 32 : 64, LDS = kD + 8;
+  // Two stages of K and V tiles [BK][LDS]; stage 1 first holds the Q and dO tiles [BQ][LDS]
+  // (read into registers before the first prefetch overwrites them).
+  static constexpr int kStage = 2 * BK * LDS;
+  static constexpr size_t smem_bytes =
+      size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
+};
+
+template <class T, int kD, int kMT, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Params p) {
+  using Sh = DqShape<kD, kMT>;
+  constexpr int MT = Sh::MT, BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);  // stage st: K at sK0 + st kStage
+  uint16_t* const sV0 = sK0 + BK * LDS;                          //           V at sV0 + st kStage
+
+  const int s = blockIdx.z + p.seq_offset;
+  const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
+  const int q0 = blockIdx.x * BQ;
+  if (q0 >= L) return;  // whole block: no barrier has been reached yet
+  const int h = blockIdx.y, hk = h / p.group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int w0 = q0 + warp * 16 * MT, wlast = w0 + 16 * MT - 1;  // this warp's query rows (local)
+
+  const int qlast = min(q0 + BQ, L) - 1;
+  const int kbeg = key_lo(p, q0), kend = key_hi(p, qlast, L);
+  const int wbeg = key_lo(p, w0), wend = w0 < L ? key_hi(p, min(wlast, L - 1), L) : -1;
+
+  const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
+  const uint16_t* obase = static_cast<const uint16_t*>(p.dout) + (int64_t(t0) * p.Hq + h) * p.D;
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
+
+  uint16_t* const sQ = sK0 + kStage;
+  uint16_t* const sdO = sQ + BQ * LDS;
+  load_tile_async<kD>(sQ, LDS, qbase, p.q_st, q0, BQ, L, p.D, p.vec);
+  load_tile_async<kD>(sdO, LDS, obase, int64_t(p.Hq) * p.D, q0, BQ, L, p.D, p.vec);
+  if (kbeg <= kend) {
+    load_tile_async<kD>(sK0, LDS, kbase, p.k_st, kbeg, BK, L, p.D, p.vec);
+    load_tile_async<kD>(sV0, LDS, vbase, p.v_st, kbeg, BK, L, p.D, p.vec);
+  }
+  cp_async_commit();
+  // Per-row statistics of rows g, g + 8 of each MMA tile: lse in log2 units and D_i (rows past
+  // L are never visible).
+  float lse[MT][2], di[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = w0 + mt * 16 + g + 8 * half;
+      lse[mt][half] = r < L ? p.lse_in[int64_t(t0 + r) * p.Hq + h] * kLog2e : INFINITY;
+      di[mt][half] = r < L ? p.Di[int64_t(t0 + r) * p.Hq + h] : 0.f;
+    }
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[MT][kD / 16][4], of[MT][kD / 16][4];  // A fragments of this warp's Q and dO rows
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ks++) {
+      ldsm_x4(qf[mt][ks], frag_a_rows(sQ, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+      ldsm_x4(of[mt][ks], frag_a_rows(sdO, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+    }
+  __syncthreads();  // stage 1 is free for the first prefetch
+
+  float dq[MT][kD / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; dt++) dq[mt][dt][0] = dq[mt][dt][1] = dq[mt][dt][2] = dq[mt][dt][3] = 0.f;
+
+  for (int k0 = kbeg, stage = 0; k0 <= kend; k0 += BK, stage ^= 1) {
+    const uint16_t* sK = sK0 + stage * kStage;
+    const uint16_t* sV = sV0 + stage * kStage;
+    if (k0 + BK <= kend) {
+      load_tile_async<kD>(sK0 + (stage ^ 1) * kStage, LDS, kbase, p.k_st, k0 + BK, BK, L, p.D, p.vec);
+      load_tile_async<kD>(sV0 + (stage ^ 1) * kStage, LDS, vbase, p.v_st, k0 + BK, BK, L, p.D, p.vec);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    if (k0 <= wend && k0 + BK - 1 >= wbeg) {
+      const bool full = wlast < L && k0 >= key_lo(p, wlast) && k0 + BK - 1 <= key_hi(p, w0, L);
+      // S = Q K^T and dP = dO V^T: 16 MT rows x BK keys.
+      float sc[MT][BK / 8][4], dp[MT][BK / 8][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) sc[mt][nt][e] = dp[mt][nt][e] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ks++) {
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt += 2) {
+          uint32_t bk[4], bv[4];
+          ldsm_x4(bk, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
+          ldsm_x4(bv, frag_b_rows(sV, LDS, nt * 8, ks * 16, lane));
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(sc[mt][nt], qf[mt][ks], bk[0], bk[1]);
+            mma16816<T>(sc[mt][nt + 1], qf[mt][ks], bk[2], bk[3]);
+            mma16816<T>(dp[mt][nt], of[mt][ks], bv[0], bv[1]);
+            mma16816<T>(dp[mt][nt + 1], of[mt][ks], bv[2], bv[3]);
+          }
+        }
+      }
+      // dS = P (dP - D) in place of dp, P = exp2(S scale log2e - lse log2e).
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        const int ra = w0 + mt * 16 + g, rb = ra + 8;
+        int lo_a = 0, hi_a = 0, lo_b = 0, hi_b = 0;
+        if (!full) {
+          lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
+          lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
+        }
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            bool vis = true;
+            if (!full) {
+              const int key = k0 + nt * 8 + tq * 2 + (e & 1);
+              vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
+            }
+            const float P = vis ? ex2(fmaf(sc[mt][nt][e], p.scale_log2, -lse[mt][e >> 1])) : 0.f;
+            dp[mt][nt][e] = P * (dp[mt][nt][e] - di[mt][e >> 1]);
+          }
+        }
+      }
+      // dQ += dS K: A = dS from registers; B[k=key][n=d] = K[key][d] via the transposing ldmatrix.
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t da[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) pack_c_as_a<T>(dp[mt][2 * kk], dp[mt][2 * kk + 1], da[mt]);
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt += 2) {
+          uint32_t b[4];
+          ldsm_x4_t(b, frag_a_rows(sK, LDS, kk * 16, dt * 8, lane));
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(dq[mt][dt], da[mt], b[0], b[1]);
+            mma16816<T>(dq[mt][dt + 1], da[mt], b[2], b[3]);
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // dQ = scale * sum dS K, written once (rows that see no key get 0).
+  T* dqp = static_cast<T*>(p.dq);
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = w0 + mt * 16 + g + 8 * half;
+      if (r >= L) continue;
+      T* drow = dqp + (int64_t(t0 + r) * p.Hq + h) * p.D;
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; dt++) {
+        const int c = dt * 8 + tq * 2;
+        const float x0 = dq[mt][dt][2 * half] * p.scale, x1 = dq[mt][dt][2 * half + 1] * p.scale;
+        if ((p.D & 1) == 0 && c < p.D) {  // even D: 4-byte aligned pairs
+          *reinterpret_cast<uint32_t*>(drow + c) = pack_f2<T>(x0, x1);
+        } else {
+          if (c < p.D) drow[c] = from_f<T>(x0);
+          if (c + 1 < p.D) drow[c + 1] = from_f<T>(x1);
+        }
       }
     }
   }
@@ -367,19 +547,29 @@ void launch_seq_chunks(K kernel, const Params& p_in, int num_seqs, unsigned gx, 
   }
 }
 
-template <class T, int kD>
+// Dynamic shared memory beyond the 48 KiB default: opt in once per instantiation (per process;
+// the attribute is per device, and lmforge drives one device per process).
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+template <class T, int kD, int kMinBlocks, int kDqMT = 1, int kKT = 1>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
-  using Sh = BwdShape<kD>;
-  auto kernel = bwd_tc_kernel<T, kD>;
-  // More than the 48 KiB default for D = 128: opt in once per instantiation (per process; the
-  // attribute is per device, and lmforge drives one device per process).
+  using DqSh = DqShape<kD, kDqMT>;
+  using DkdvSh = DkdvShape<kD, kKT>;
+  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT, kMinBlocks>;
+  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kKT, kMinBlocks>;
   static const bool configured = [&] {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem_bytes)));
+    allow_smem(dq_kernel, DqSh::smem_bytes);
+    allow_smem(dkdv_kernel, DkdvSh::smem_bytes);
     return true;
   }();
   (void)configured;
-  launch_seq_chunks(kernel, p, num_seqs, unsigned((max_seqlen + Sh::BK - 1) / Sh::BK), unsigned(p.Hkv),
-                    Sh::smem_bytes);
+  launch_seq_chunks(dq_kernel, p, num_seqs, unsigned((max_seqlen + DqSh::BQ - 1) / DqSh::BQ), unsigned(p.Hq),
+                    DqSh::smem_bytes);
+  launch_seq_chunks(dkdv_kernel, p, num_seqs, unsigned((max_seqlen + DkdvSh::BK - 1) / DkdvSh::BK), unsigned(p.Hkv),
+                    DkdvSh::smem_bytes);
 }
 
 }  // namespace
@@ -388,9 +578,13 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
   if (num_seqs == 0 || max_seqlen == 0) return;
   if (use_tensor_cores(dtype, p.D)) {
     auto go = [&]<class T>() {
-      if (p.D <= 32) launch_tc<T, 32>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64) launch_tc<T, 64>(p, num_seqs, max_seqlen);
-      else launch_tc<T, 128>(p, num_seqs, max_seqlen);
+      if (p.D <= 32) launch_tc<T, 32, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 2)) launch_tc<T, 64, 3>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 4) launch_tc<T, 64, 1, 2, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 8) launch_tc<T, 64, 1, 1, 2>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 12) launch_tc<T, 64, 1, 2, 2>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
+      else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();
     else go.template operator()<__nv_bfloat16>();

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "lmforge/backend/cuda/cuda_common.h"
@@ -25,7 +26,7 @@ constexpr int kThreads = 128;  // 4 warps per block in every attention kernel
 
 // Everything a kernel may need; unused fields are left zero. Token t of head h of a q/k/v view
 // is at base + t * st + h * sh (elements, unit stride along head_dim). out, dout, dq, dk, dv,
-// lse, Di and dq_acc are contiguous ([N, H, D] / [N, H]).
+// lse and Di are contiguous ([N, H, D] / [N, H]).
 struct Params {
   const void *q, *k, *v;
   int64_t q_st, q_sh, k_st, k_sh, v_st, v_sh;
@@ -34,7 +35,6 @@ struct Params {
   const void* dout;  // backward
   const float* lse_in;
   const float* Di;   // rowsum(dO * O) [N, Hq]
-  float* dq_acc;     // fp32 dQ scratch [N, Hq, D] (tensor-core backward, atomically added)
   void *dq, *dk, *dv;
   const int32_t* cu;  // [S + 1] on the device
   int seq_offset;     // blockIdx.z + seq_offset = sequence index (grids of > 65535 sequences)
@@ -80,6 +80,15 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+}
+
+// 2^x with the MUFU.EX2 approximation (PTX ISA "ex2": max relative error 2^-22.5, subnormal
+// results flushed to 0, ex2(-inf) = +0). exp2f() adds a subnormal fix-up around the same
+// instruction; softmax weights below 2^-126 do not matter next to the row maximum's 1.
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // ldmatrix.x4 (PTX ISA "ldmatrix"): four 8 x 8 matrices of 16-bit elements from shared memory.
@@ -204,12 +213,23 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
+// TEMPORARY (performance tuning, to be removed once measured): LMF_ATTN_VARIANT bit 0 = forward
+// with 16 query rows per warp at D <= 64, bit 1 = backward kernels capped at 168 registers
+// (3 blocks per SM) at D <= 64.
+inline int tuning_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("LMF_ATTN_VARIANT");
+    return e ? std::atoi(e) : 0;
+  }();
+  return v;
+}
+
 // ---- launchers (attention_fwd.cu, attention_bwd.cu) -----------------------------------------
 // grid: x = tiles of max_seqlen, y = heads, z = sequences (chunks of 65535, seq_offset set).
 void launch_forward(const Params& p, DType dtype, int num_seqs, int max_seqlen);
-// Di and the dq scratch must be prepared by the caller (attention.cu).
+// Di must be computed by the caller (attention.cu).
 void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen);
-// Whether the tensor-core kernels handle this case (bf16/f16 and D <= 128); they need dq_acc.
+// Whether the tensor-core kernels handle this case (bf16/f16 and D <= 128).
 inline bool use_tensor_cores(DType dtype, int D) { return dtype != DType::f32 && D <= 128; }
 
 }  // namespace lmf::cuda::attn

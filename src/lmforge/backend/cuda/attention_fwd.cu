@@ -1,8 +1,8 @@
 // CUDA attention forward (contract in backend/kernel_list.inc, semantics in ops/attention.h).
 //
 // Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 forward, Dao 2023, Algorithm 1):
-// one block of 4 warps per (64-query tile, head, sequence); each warp owns 16 query rows whose
-// Q fragments stay in registers. The block walks the 64-key tiles that intersect its rows'
+// one block of 4 warps per (64 MT-query tile, head, sequence); each warp owns 16 MT query rows
+// (MT = 2 for D <= 64, else 1) whose Q fragments stay in registers. The block walks the 64-key tiles that intersect its rows'
 // visible key ranges (causal / window bounds, so a 129-key window costs ~3 tiles, never T),
 // stages K and V tiles in shared memory (two stages: cp.async copies tile n + 1 while tile n is
 // used), computes S = Q K^T with mma.sync (B fragments by ldmatrix), masks, keeps an online
@@ -22,14 +22,26 @@ namespace lmf::cuda::attn {
 namespace {
 
 // ---- tensor cores ---------------------------------------------------------------------------
-template <class T, int kD>
+// MT = 16-row MMA tiles per warp (BQ = 64 MT queries per block). With MT = 2 every K / V
+// fragment read from shared memory feeds two MMAs instead of one: ldmatrix bandwidth, not the
+// tensor cores, bounds MT = 1 (one ldmatrix.x4 per two mma.m16n8k16). MT = 2 for D <= 64 only:
+// at D = 128 the O and Q registers alone would be 192 per thread.
+template <int kD, int kMT>
+struct FwdShape {
+  static constexpr int MT = kMT, BQ = 64 * MT, BK = 64, LDS = kD + 8;  // +8: rows on different banks
+  // Two stages of K and V tiles [BK][LDS]; stage 1 first holds the Q tile [BQ][LDS] (read into
+  // registers before the first prefetch overwrites it).
+  static constexpr int kStage = 2 * BK * LDS;
+  static constexpr size_t smem_bytes = size_t(kStage + (kStage > BQ * LDS ? kStage : BQ * LDS)) * sizeof(uint16_t);
+};
+
+template <class T, int kD, int kMT>
 __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
-  constexpr int BQ = 64, BK = 64, LDS = kD + 8;  // +8: rows start on different banks
+  using Sh = FwdShape<kD, kMT>;
+  constexpr int MT = Sh::MT, BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  // Two stages of K and V tiles: tile n + 1 is copied (cp.async) while tile n is used.
-  uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* const sV0 = sK0 + BK * LDS;
-  constexpr int kStage = 2 * BK * LDS;  // elements per stage
+  uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);  // stage st: K at sK0 + st kStage
+  uint16_t* const sV0 = sK0 + BK * LDS;                          //           V at sV0 + st kStage
 
   const int s = blockIdx.z + p.seq_offset;
   const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
@@ -37,43 +49,46 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
   if (q0 >= L) return;  // whole block: no barrier has been reached yet
   const int h = blockIdx.y, hk = h / p.group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int ra = q0 + warp * 16 + g, rb = ra + 8;  // this thread's two query rows (local)
+  const int w0 = q0 + warp * 16 * MT, wlast = w0 + 16 * MT - 1;  // this warp's query rows (local)
 
-  // Q fragments (A operand, 16 rows x kD) straight from global: once per block.
-  const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
-  auto qel = [&](int r, int c) -> uint16_t {
-    return (r < L && c < p.D) ? qbase[int64_t(r) * p.q_st + c] : uint16_t(0);
-  };
-  uint32_t qf[kD / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < kD / 16; ks++) {
-    const int c = ks * 16 + tq * 2;
-    qf[ks][0] = pack_u16(qel(ra, c), qel(ra, c + 1));
-    qf[ks][1] = pack_u16(qel(rb, c), qel(rb, c + 1));
-    qf[ks][2] = pack_u16(qel(ra, c + 8), qel(ra, c + 9));
-    qf[ks][3] = pack_u16(qel(rb, c + 8), qel(rb, c + 9));
-  }
-
-  // Visible key ranges of the two rows (rows past the sequence see nothing).
-  const int lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
-  const int lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
   // Keys any row of the block sees: from the first row's lo to the last row's hi.
   const int qlast = min(q0 + BQ, L) - 1;
   const int kbeg = key_lo(p, q0), kend = key_hi(p, qlast, L);
+  // ... and this warp's rows (rows past the sequence see nothing).
+  const int wbeg = key_lo(p, w0), wend = w0 < L ? key_hi(p, min(wlast, L - 1), L) : -1;
 
+  const uint16_t* qbase = static_cast<const uint16_t*>(p.q) + int64_t(t0) * p.q_st + int64_t(h) * p.q_sh;
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
 
-  float o[kD / 8][4];
-#pragma unroll
-  for (int dt = 0; dt < kD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;  // log2 domain
-
+  // Q tile -> stage 1, first K / V tile -> stage 0 (one group); Q fragments (A operand) into
+  // registers for the whole kernel.
+  uint16_t* const sQ = sK0 + kStage;
+  load_tile_async<kD>(sQ, LDS, qbase, p.q_st, q0, BQ, L, p.D, p.vec);
   if (kbeg <= kend) {
     load_tile_async<kD>(sK0, LDS, kbase, p.k_st, kbeg, BK, L, p.D, p.vec);
     load_tile_async<kD>(sV0, LDS, vbase, p.v_st, kbeg, BK, L, p.D, p.vec);
   }
   cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[MT][kD / 16][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ks++) ldsm_x4(qf[mt][ks], frag_a_rows(sQ, LDS, (w0 - q0) + mt * 16, ks * 16, lane));
+  __syncthreads();  // stage 1 is free for the first prefetch
+
+  float o[MT][kD / 8][4];
+  float m[MT][2], l[MT][2];  // running max (log2 domain) and partial row sum of rows g, g + 8
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; dt++) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+  }
+
   for (int k0 = kbeg, stage = 0; k0 <= kend; k0 += BK, stage ^= 1) {
     const uint16_t* sK = sK0 + stage * kStage;
     const uint16_t* sV = sV0 + stage * kStage;
@@ -85,105 +100,139 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
     cp_async_wait<1>();  // this thread's copies of tile k0 have landed
     __syncthreads();     // ... and everyone else's
 
-    // S = Q K^T: 16 rows x 64 keys per warp, 8 accumulators of 16 x 8.
-    float sc[BK / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < BK / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < kD / 16; ks++) {
-#pragma unroll
-      for (int nt = 0; nt < BK / 8; nt += 2) {  // B[k=d][n=key] = K[key][d]: two key tiles per ldmatrix
-        uint32_t b[4];
-        ldsm_x4(b, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
-        mma16816<T>(sc[nt], qf[ks], b[0], b[1]);
-        mma16816<T>(sc[nt + 1], qf[ks], b[2], b[3]);
-      }
-    }
+    // Warp-uniform: skip tiles no row of this warp sees (causal diagonal, window edges); mask
+    // only tiles that some row of the warp sees partly.
+    if (k0 <= wend && k0 + BK - 1 >= wbeg) {
+      const bool full = wlast < L && k0 >= key_lo(p, wlast) && k0 + BK - 1 <= key_hi(p, w0, L);
 
-    // Mask and scale into the exp2 domain; row maxima over the 4 lanes sharing a row.
-    float mx_a = -INFINITY, mx_b = -INFINITY;
+      // S = Q K^T: 16 MT rows x 64 keys per warp.
+      float sc[MT][BK / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; nt++) {
+      for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = k0 + nt * 8 + tq * 2 + (e & 1);
-        const bool vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
-        const float x = vis ? sc[nt][e] * p.scale_log2 : -INFINITY;
-        sc[nt][e] = x;
-        if (e < 2) mx_a = fmaxf(mx_a, x);
-        else mx_b = fmaxf(mx_b, x);
+        for (int nt = 0; nt < BK / 8; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ks++) {
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt += 2) {  // B[k=d][n=key] = K[key][d]: two key tiles per ldmatrix
+          uint32_t b[4];
+          ldsm_x4(b, frag_b_rows(sK, LDS, nt * 8, ks * 16, lane));
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(sc[mt][nt], qf[mt][ks], b[0], b[1]);
+            mma16816<T>(sc[mt][nt + 1], qf[mt][ks], b[2], b[3]);
+          }
+        }
       }
-    }
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-    // A row that has seen no visible key keeps m = -inf; exponentiate against 0 instead so
-    // that exp2(-inf - ref) = 0 rather than NaN.
-    const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
-    const float alpha_a = exp2f(m_a - ref_a), alpha_b = exp2f(m_b - ref_b);
-    m_a = mn_a;
-    m_b = mn_b;
-    l_a *= alpha_a;
-    l_b *= alpha_b;
-#pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++) {
-      o[dt][0] *= alpha_a;
-      o[dt][1] *= alpha_a;
-      o[dt][2] *= alpha_b;
-      o[dt][3] *= alpha_b;
-    }
-#pragma unroll
-    for (int nt = 0; nt < BK / 8; nt++) {
-      sc[nt][0] = exp2f(sc[nt][0] - ref_a);
-      sc[nt][1] = exp2f(sc[nt][1] - ref_a);
-      sc[nt][2] = exp2f(sc[nt][2] - ref_b);
-      sc[nt][3] = exp2f(sc[nt][3] - ref_b);
-      l_a += sc[nt][0] + sc[nt][1];  // partial row sums; the 4 lanes are combined at the end
-      l_b += sc[nt][2] + sc[nt][3];
-    }
 
-    // O += P V: P (16 x 64 keys) from the S registers; B[k=key][n=d] = V[key][d], row-major in
-    // shared memory, so its fragments come from the transposing ldmatrix (two d tiles per load).
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; kk++) {
-      uint32_t pa[4];
-      pack_c_as_a<T>(sc[2 * kk], sc[2 * kk + 1], pa);
+      for (int mt = 0; mt < MT; mt++) {
+        // Scale into the exp2 domain (masking partly visible tiles); row maxima over the 4
+        // lanes sharing a row.
+        const int ra = w0 + mt * 16 + g, rb = ra + 8;
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+        if (full) {
 #pragma unroll
-      for (int dt = 0; dt < kD / 8; dt += 2) {
-        uint32_t b[4];
-        ldsm_x4_t(b, frag_a_rows(sV, LDS, kk * 16, dt * 8, lane));
-        mma16816<T>(o[dt], pa, b[0], b[1]);
-        mma16816<T>(o[dt + 1], pa, b[2], b[3]);
+          for (int nt = 0; nt < BK / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[mt][nt][e] *= p.scale_log2;
+            mx_a = fmaxf(mx_a, fmaxf(sc[mt][nt][0], sc[mt][nt][1]));
+            mx_b = fmaxf(mx_b, fmaxf(sc[mt][nt][2], sc[mt][nt][3]));
+          }
+        } else {
+          const int lo_a = key_lo(p, ra), hi_a = ra < L ? key_hi(p, ra, L) : -1;
+          const int lo_b = key_lo(p, rb), hi_b = rb < L ? key_hi(p, rb, L) : -1;
+#pragma unroll
+          for (int nt = 0; nt < BK / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              const int key = k0 + nt * 8 + tq * 2 + (e & 1);
+              const bool vis = e < 2 ? (key >= lo_a && key <= hi_a) : (key >= lo_b && key <= hi_b);
+              const float x = vis ? sc[mt][nt][e] * p.scale_log2 : -INFINITY;
+              sc[mt][nt][e] = x;
+              if (e < 2) mx_a = fmaxf(mx_a, x);
+              else mx_b = fmaxf(mx_b, x);
+            }
+          }
+        }
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+        const float mn_a = fmaxf(m[mt][0], mx_a), mn_b = fmaxf(m[mt][1], mx_b);
+        // A row that has seen no visible key keeps m = -inf; exponentiate against 0 instead so
+        // that exp2(-inf - ref) = 0 rather than NaN.
+        const float ref_a = mn_a == -INFINITY ? 0.f : mn_a, ref_b = mn_b == -INFINITY ? 0.f : mn_b;
+        const float alpha_a = ex2(m[mt][0] - ref_a), alpha_b = ex2(m[mt][1] - ref_b);
+        m[mt][0] = mn_a;
+        m[mt][1] = mn_b;
+        l[mt][0] *= alpha_a;
+        l[mt][1] *= alpha_b;
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt++) {
+          o[mt][dt][0] *= alpha_a;
+          o[mt][dt][1] *= alpha_a;
+          o[mt][dt][2] *= alpha_b;
+          o[mt][dt][3] *= alpha_b;
+        }
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+          sc[mt][nt][0] = ex2(sc[mt][nt][0] - ref_a);
+          sc[mt][nt][1] = ex2(sc[mt][nt][1] - ref_a);
+          sc[mt][nt][2] = ex2(sc[mt][nt][2] - ref_b);
+          sc[mt][nt][3] = ex2(sc[mt][nt][3] - ref_b);
+          l[mt][0] += sc[mt][nt][0] + sc[mt][nt][1];  // partial row sums; the 4 lanes are combined at the end
+          l[mt][1] += sc[mt][nt][2] + sc[mt][nt][3];
+        }
+      }
+
+      // O += P V: P (16 MT x 64 keys) from the S registers; B[k=key][n=d] = V[key][d], row-major
+      // in shared memory, so its fragments come from the transposing ldmatrix (two d tiles per load).
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) pack_c_as_a<T>(sc[mt][2 * kk], sc[mt][2 * kk + 1], pa[mt]);
+#pragma unroll
+        for (int dt = 0; dt < kD / 8; dt += 2) {
+          uint32_t b[4];
+          ldsm_x4_t(b, frag_a_rows(sV, LDS, kk * 16, dt * 8, lane));
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<T>(o[mt][dt], pa[mt], b[0], b[1]);
+            mma16816<T>(o[mt][dt + 1], pa[mt], b[2], b[3]);
+          }
+        }
       }
     }
     __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
   }
 
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
-  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
   T* out = static_cast<T*>(p.out);
 #pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int r = half ? rb : ra;
-    if (r >= L) continue;
-    const float inv = half ? inv_b : inv_a;
-    const int64_t row = int64_t(t0 + r) * p.Hq + h;
-    T* orow = out + row * p.D;
+  for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-    for (int dt = 0; dt < kD / 8; dt++) {
-      const int c = dt * 8 + tq * 2;
-      if (c < p.D) orow[c] = from_f<T>(o[dt][2 * half] * inv);
-      if (c + 1 < p.D) orow[c + 1] = from_f<T>(o[dt][2 * half + 1] * inv);
-    }
-    if (tq == 0) {
-      const float l = half ? l_b : l_a, m = half ? m_b : m_a;
+    for (int half = 0; half < 2; half++) {
+      float lsum = l[mt][half];
+      lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+      lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+      const int r = w0 + mt * 16 + g + 8 * half;
+      if (r >= L) continue;
+      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+      const int64_t row = int64_t(t0 + r) * p.Hq + h;
+      T* orow = out + row * p.D;
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; dt++) {
+        const int c = dt * 8 + tq * 2;
+        if ((p.D & 1) == 0 && c < p.D) {  // even D: 4-byte aligned pairs
+          *reinterpret_cast<uint32_t*>(orow + c) = pack_f2<T>(o[mt][dt][2 * half] * inv, o[mt][dt][2 * half + 1] * inv);
+        } else {
+          if (c < p.D) orow[c] = from_f<T>(o[mt][dt][2 * half] * inv);
+          if (c + 1 < p.D) orow[c + 1] = from_f<T>(o[mt][dt][2 * half + 1] * inv);
+        }
+      }
       // lse = ln(sum_j exp(scale s_j)) = ln(2^m * l) = m ln2 + ln l.
-      p.lse[row] = l > 0.f ? m * kLn2 + logf(l) : INFINITY;
+      if (tq == 0) p.lse[row] = lsum > 0.f ? m[mt][half] * kLn2 + logf(lsum) : INFINITY;
     }
   }
 }
@@ -257,20 +306,19 @@ void launch_seq_chunks(K kernel, const Params& p_in, int num_seqs, dim3 grid_xy,
   }
 }
 
-template <class T, int kD>
+template <class T, int kD, int kMT>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
-  constexpr int BQ = 64, BK = 64;
-  constexpr size_t smem = size_t(2 * 2 * BK * (kD + 8)) * sizeof(uint16_t);  // 2 stages of K, V
-  auto kernel = fwd_tc_kernel<T, kD>;
+  using Sh = FwdShape<kD, kMT>;
+  auto kernel = fwd_tc_kernel<T, kD, kMT>;
   // Beyond the 48 KiB default for D = 128: opt in once per instantiation (lmforge drives one
   // device per process).
   static const bool configured = [&] {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem_bytes)));
     return true;
   }();
   (void)configured;
-  const dim3 grid(unsigned((max_seqlen + BQ - 1) / BQ), unsigned(p.Hq), 1);
-  launch_seq_chunks(kernel, p, num_seqs, grid, smem);
+  const dim3 grid(unsigned((max_seqlen + Sh::BQ - 1) / Sh::BQ), unsigned(p.Hq), 1);
+  launch_seq_chunks(kernel, p, num_seqs, grid, Sh::smem_bytes);
 }
 
 }  // namespace
@@ -279,9 +327,10 @@ void launch_forward(const Params& p, DType dtype, int num_seqs, int max_seqlen) 
   if (num_seqs == 0 || max_seqlen == 0) return;
   if (use_tensor_cores(dtype, p.D)) {
     auto go = [&]<class T>() {
-      if (p.D <= 32) launch_tc<T, 32>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64) launch_tc<T, 64>(p, num_seqs, max_seqlen);
-      else launch_tc<T, 128>(p, num_seqs, max_seqlen);
+      if (p.D <= 32) launch_tc<T, 32, 2>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 1)) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64) launch_tc<T, 64, 2>(p, num_seqs, max_seqlen);
+      else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();
     else go.template operator()<__nv_bfloat16>();
