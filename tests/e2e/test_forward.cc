@@ -269,18 +269,19 @@ TEST(ForwardCli, BadInputsFailWithOneLine) {
   e2e::expect_one_line_error(
       run_on("mask_value", {{"input_ids", ids}, {"attention_mask", Tensor::from_vector<int64_t>({1, 1, 1, 2, 1, 1, 1, 1, 1, 1}, {2, 5})}}),
       1, {"attention_mask[0, 3] = 2", "expected 0 (padding) or 1"});
-  // Unsupported architecture: the fixture folder with another config.json.
-  const std::string bert = dir + "/bert";
-  std::filesystem::create_directories(bert);
-  std::filesystem::copy_file(fx + "/model.safetensors", bert + "/model.safetensors");
+  // Unsupported architecture: the fixture folder with another config.json (BERT is a task
+  // model now: tests/e2e/test_forward_bert.cc).
+  const std::string gpt2 = dir + "/gpt2";
+  std::filesystem::create_directories(gpt2);
+  std::filesystem::copy_file(fx + "/model.safetensors", gpt2 + "/model.safetensors");
   nlohmann::json cfg = nlohmann::json::parse(e2e::read_file(fx + "/config.json"));
-  cfg["architectures"] = {"BertForMaskedLM"};
-  cfg["model_type"] = "bert";
-  e2e::write_file(bert + "/config.json", cfg.dump());
-  e2e::expect_one_line_error("forward --model " + shell_quote(bert) + " --input " +
+  cfg["architectures"] = {"GPT2LMHeadModel"};
+  cfg["model_type"] = "gpt2";
+  e2e::write_file(gpt2 + "/config.json", cfg.dump());
+  e2e::expect_one_line_error("forward --model " + shell_quote(gpt2) + " --input " +
                                  shell_quote(e2e::write_file(dir + "/ids_only.safetensors", serialize_safetensors({{"input_ids", ids}}))) +
                                  " --out " + out + " --device cpu",
-                             1, {"BertForMaskedLM", "not a causal LM lmforge supports"});
+                             1, {"GPT2LMHeadModel", "not a causal LM lmforge supports"});
   // A file that is not safetensors, and usage errors (exit 2).
   e2e::write_file(dir + "/junk.safetensors", "not a safetensors file");
   e2e::expect_one_line_error("forward --model " + shell_quote(fx) + " --input " + shell_quote(dir + "/junk.safetensors") +

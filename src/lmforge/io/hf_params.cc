@@ -19,13 +19,15 @@ std::vector<std::string> load_hf_params(ParamStore& store, const std::string& di
   // Our name -> the checkpoint's name.
   std::map<std::string, std::string> source;
   for (const auto& n : ck.names()) {
+    // Every matching rename applies once, in map order; "^x" matches only a leading x.
     std::string ours = n;
     for (const auto& [from, to] : renames) {
-      auto pos = ours.find(from);
-      if (pos != std::string::npos) {
-        ours.replace(pos, from.size(), to);
-        break;
+      if (!from.empty() && from[0] == '^') {
+        if (ours.compare(0, from.size() - 1, from, 1) == 0) ours.replace(0, from.size() - 1, to);
+        continue;
       }
+      auto pos = ours.find(from);
+      if (pos != std::string::npos) ours.replace(pos, from.size(), to);
     }
     source[ours] = n;
   }

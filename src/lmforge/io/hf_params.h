@@ -4,7 +4,10 @@
 // model.safetensors or a sharded index) under its HF name, with the same shape; the values are
 // converted to fp32 into the master buffer, then the compute copy is synced. `optional` names
 // may be absent (e.g. lm_head.weight of a tied checkpoint). `renames` maps legacy checkpoint
-// names to ours (mamba_ssm's "embedding." -> "embeddings."). Returns checkpoint tensor names
+// names to ours (mamba_ssm's "embedding." -> "embeddings."): every rename whose key occurs in a
+// checkpoint name replaces that occurrence, one after the other in map order; a key "^x" only
+// matches a leading x (prefixes: "^bert." -> "" loads a BertForMaskedLM checkpoint into
+// BertModel). Returns checkpoint tensor names
 // nobody used (callers report them, as transformers does); `missing` (optional) receives the
 // optional names the checkpoint lacked (their values are left as they were).
 // Errors name the folder, the tensor and both shapes.

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "lmforge/io/hf_params.h"
+#include "lmforge/models/bert.h"
 #include "lmforge/models/config_json.h"
 
 namespace lmf {
@@ -11,6 +12,9 @@ namespace {
 // model_type -> factory. Each family adds its line here (and nowhere else).
 const std::vector<std::pair<std::string, TaskModelFactory>>& families() {
   static const std::vector<std::pair<std::string, TaskModelFactory>> table = {
+      {"bert", make_bert_model},
+      {"roberta", make_bert_model},
+      {"xlm-roberta", make_bert_model},
   };
   return table;
 }
