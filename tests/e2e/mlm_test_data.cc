@@ -67,7 +67,7 @@ const MlmCorpus& mlm_corpus() {
       ShardWriter vw(val, uint64_t(c.vocab), c.fingerprint, uint64_t(eos));
       for (size_t i = 0; i < std::min(docs.size(), max_docs); i++) {
         auto ids = tok.encode(docs[i], false);
-        if (i % 20 == 19) {
+        if (i % 10 == 9) {  // every 10th document held out
           ids.push_back(eos);
           vw.add_document(ids);
           continue;
@@ -82,6 +82,8 @@ const MlmCorpus& mlm_corpus() {
     // Shakespeare by paragraph (speeches), Moliere by line (the file has no blank lines).
     shard("tiny_shakespeare.txt", "paragraph", 1200, "en", c.en, c.en_val);
     shard("tinymoliere.txt", "line", 2400, "fr", c.fr, c.fr_val);
+    std::string frwiki_val;
+    shard("wiki-fr-extract.txt", "line", 600, "frwiki", c.frwiki, frwiki_val);
     for (auto& [t, n] : counts) c.unigram_entropy -= double(n) / double(total) * std::log(double(n) / double(total));
 
     nlohmann::json cfg = {{"architectures", {"BertForMaskedLM"}},

@@ -6,6 +6,7 @@
 
 #include "lmforge/core/error.h"
 #include "lmforge/train/pretrain_recipe.h"
+#include "test_util.h"
 
 using namespace lmf;
 
@@ -127,4 +128,36 @@ TEST(PretrainRecipeMlm, BadValuesGiveOneClearError) {
   no_langs.replace(no_langs.find("languages = { en = [\"d/en\"], fr = [\"d/fr\"] }"),
                    std::string("languages = { en = [\"d/en\"], fr = [\"d/fr\"] }").size(), "languages = {}");
   expect_error({}, "data.phases[0].languages: expected at least one language", no_langs);
+}
+
+// The shipped MLM recipes parse, use every key they set, and follow the seed's shape: three
+// phases with a falling mask rate and tau, languages only ever added.
+TEST(PretrainRecipeMlm, ShippedRecipesParse) {
+  for (const char* name : {"configs/tiny-mlm.toml", "configs/mmbert-base.toml"}) {
+    SCOPED_TRACE(name);
+    Recipe r = Recipe::load(test::source_path(name));
+    PretrainRecipe pr = parse_pretrain_recipe(r);
+    EXPECT_EQ(r.unused_keys(), std::vector<std::string>{});
+    const PretrainConfig& c = pr.config;
+    EXPECT_EQ(c.objective, PretrainObjective::mlm);
+    ASSERT_EQ(c.phases.size(), 3u);
+    EXPECT_DOUBLE_EQ(c.phases[0].mask_rate, 0.30);
+    EXPECT_DOUBLE_EQ(c.phases[1].mask_rate, 0.20);
+    EXPECT_DOUBLE_EQ(c.phases[2].mask_rate, 0.05);
+    EXPECT_DOUBLE_EQ(c.phases[0].tau, 0.7);
+    EXPECT_DOUBLE_EQ(c.phases[1].tau, 0.5);
+    EXPECT_DOUBLE_EQ(c.phases[2].tau, 0.3);
+    for (size_t k = 1; k < 3; k++) EXPECT_GT(c.phases[k].sources.size(), c.phases[k - 1].sources.size());
+    EXPECT_EQ(c.schedule.kind, LrScheduleKind::wsd);
+    EXPECT_EQ(c.schedule.decay_shape, DecayShape::one_minus_sqrt);
+    EXPECT_DOUBLE_EQ(*c.schedule.min_ratio, 0.02);
+    EXPECT_DOUBLE_EQ(c.adamw.beta2, 0.95);
+    // WSD's decay starts with the last phase (mmBERT: the decay phase is the LR decay).
+    const ResolvedLrSchedule s = resolve(c.schedule);
+    EXPECT_EQ(s.decay_start, c.phases[2].start_step);
+  }
+  Recipe r = Recipe::load(test::source_path("configs/mmbert-base.toml"));
+  PretrainRecipe pr = parse_pretrain_recipe(r);
+  EXPECT_DOUBLE_EQ(pr.config.schedule.lr_peak, 8e-4);
+  EXPECT_DOUBLE_EQ(pr.config.adamw.weight_decay, 8e-5);
 }
