@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <string>
 
 #include "cli_runner.h"
 #include "lmforge/data/shard.h"
@@ -43,59 +44,74 @@ std::string write_recipe(const std::string& dir, const std::string& run, int64_t
   return e2e::write_file(dir + "/mlm.toml", t);
 }
 
-// Unigram entropy (nats/token) of the content tokens of the training shards.
-double unigram_entropy(const std::vector<std::string>& prefixes) {
+// The context-free baseline: the cross-entropy of a language's held-out tokens under the unigram
+// distribution of its training tokens (add-one smoothing over the vocabulary), nats/token. A
+// model that learned token frequencies but not context scores about this on masked tokens.
+double unigram_baseline(const std::string& train, const std::string& val, int64_t vocab) {
   std::map<uint32_t, int64_t> counts;
   int64_t total = 0;
-  for (const auto& p : prefixes) {
-    auto sh = Shard::open(p);
-    for (uint64_t i = 0; i < sh->header().num_tokens; i++)
-      if (sh->tokens()[i] != sh->header().eos_id) counts[sh->tokens()[i]]++, total++;
+  auto tr = Shard::open(train);
+  for (uint64_t i = 0; i < tr->header().num_tokens; i++)
+    if (tr->tokens()[i] != tr->header().eos_id) counts[tr->tokens()[i]]++, total++;
+  auto va = Shard::open(val);
+  double ce = 0;
+  int64_t n = 0;
+  for (uint64_t i = 0; i < va->header().num_tokens; i++) {
+    const uint32_t t = va->tokens()[i];
+    if (t == va->header().eos_id) continue;
+    auto it = counts.find(t);
+    ce -= std::log(double((it == counts.end() ? 0 : it->second) + 1) / double(total + vocab));
+    n++;
   }
-  double h = 0;
-  for (auto& [t, n] : counts) h -= double(n) / double(total) * std::log(double(n) / double(total));
-  return h;
+  return ce / double(n);
 }
 
 }  // namespace
 
-// The threshold: H, the unigram entropy of the training text (6.5 nats/token). An untrained
-// encoder predicts masked tokens at about ln(V) = 8.3 nats; one that only learned the token
-// frequencies scores H; a held-out MLM loss at least 0.3 nats below H means the encoder predicts
-// masked tokens from their context on both sides. 320 steps of 16 sequences get there on CPU in
-// about a minute (measured: 6.2; the held-out set has ~1200 masked tokens, so the standard error
-// of the loss is ~0.07).
+// The thresholds. An untrained encoder predicts masked tokens at about ln(V) = 8.3 nats; a model
+// that learned the token frequencies but not the context scores the unigram baseline B (per
+// language: 6.16 English, 6.36 French on these shards). The held-out MLM loss must end below B
+// by 0.2 nats overall and below B for each language: the encoder predicts masked tokens from
+// their context on both sides. Measured after 1000 steps: English 5.62, French 6.06 (0.47
+// below B overall); the held-out set has ~870 masked tokens, a standard error of ~0.09 nats.
+// (After 320 steps the model is still at B: MLM learns context later than frequencies.)
 TEST(PretrainMlmCli, TinyBertLossFallsClearly) {
   const std::string dir = test::scratch_dir("mlm_cli_learn");
   const std::string run = dir + "/run";
-  const std::string recipe = write_recipe(dir, run, 320, 16);
+  const std::string recipe = write_recipe(dir, run, 1000, 16);
   auto r = e2e::lmforge("pretrain -c " + recipe);
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("BertForMaskedLM"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("data phase 'mid' from step 192"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("eval @ step 320: MLM loss"), std::string::npos) << r.out;
-  EXPECT_TRUE(fs::exists(run + "/checkpoints/step_000320/model.safetensors"));
+  EXPECT_NE(r.out.find("data phase 'mid' from step 600"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("eval @ step 1000: MLM loss"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/step_001000/model.safetensors"));
   EXPECT_TRUE(fs::exists(run + "/config.resolved.toml"));
 
   const auto& c = test::mlm_corpus();
-  const double H = unigram_entropy({c.en, c.fr});
+  const std::map<std::string, double> baseline = {{"en", unigram_baseline(c.en, c.en_val, c.vocab)},
+                                                  {"fr", unigram_baseline(c.fr, c.fr_val, c.vocab)}};
   auto records = MetricsLog::read(run + "/metrics.jsonl");
-  double first_loss = NAN, eval_loss = NAN, eval_acc = NAN;
+  double first_loss = NAN, eval_loss = NAN, weighted_baseline = 0;
+  int evals = 0;
   for (const auto& j : records) {
     if (j.contains("event") && j["event"] == "eval") {
+      evals++;
       eval_loss = j["loss"].get<double>();
-      eval_acc = j["accuracy"].get<double>();
       ASSERT_EQ(j["languages"].size(), 2u);
-      // Each language ends at least 1 nat below the untrained ln(V).
-      for (const auto& l : j["languages"])
-        EXPECT_LT(l["loss"].get<double>(), std::log(double(c.vocab)) - 1.0) << l["language"];
+      weighted_baseline = 0;
+      for (const auto& l : j["languages"]) {
+        const double b = baseline.at(l["language"].get<std::string>());
+        EXPECT_LT(l["loss"].get<double>(), b) << l["language"] << " unigram baseline " << b;
+        weighted_baseline += b * double(l["tokens"].get<int64_t>()) / double(j["tokens"].get<int64_t>());
+      }
     } else if (!j.contains("event") && std::isnan(first_loss)) {
       first_loss = j["loss"].get<double>();
     }
   }
-  EXPECT_GT(first_loss, H + 1.0) << "the first 10 steps should sit near ln(V) = " << std::log(double(c.vocab));
-  EXPECT_LT(eval_loss, H - 0.3) << "unigram entropy " << H << ", held-out MLM loss " << eval_loss;
-  EXPECT_GT(eval_acc, 0.05);
+  EXPECT_EQ(evals, 1);
+  EXPECT_GT(first_loss, std::log(double(c.vocab)) - 0.5) << "the first 10 steps should sit near ln(V)";
+  EXPECT_LT(eval_loss, weighted_baseline - 0.2) << "unigram baseline " << weighted_baseline << ", held-out MLM loss "
+                                                << eval_loss;
 }
 
 TEST(PretrainMlmCli, ResumeEqualsUninterruptedRun) {
