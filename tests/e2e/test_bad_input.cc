@@ -180,12 +180,12 @@ std::vector<Case> cases() {
       {"tokenizer_wordpiece",
        [](const Inputs& in) {
          std::string t = write_file(in.dir + "/wordpiece.json",
-                                    R"({"version": "1.0", "model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1},)"
+                                    R"({"version": "1.0", "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "a": 1},)"
                                     R"( "unk_token": "[UNK]", "continuing_subword_prefix": "##"}})");
          return "tokenize --tokenizer " + q(t) + " " + q(test::source_path("data/text/tiny_shakespeare.txt")) + " -o " +
                 q(in.dir + "/wp");
        },
-       {"wordpiece.json", "WordPiece", "not supported"}},
+       {"wordpiece.json", "WordLevel", "not supported"}},
       {"tokenizer_truncated_json",
        [](const Inputs& in) {
          std::string t = write_file(in.dir + "/trunc_tok.json", e2e::read_file(in.tokenizer).substr(0, 5000));

@@ -201,5 +201,5 @@ TEST(TokenizerDecoders, ByteLevelByteFallbackStripReplaceFuse) {
                   {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
   EXPECT_EQ(decode_chain(llama, {"\xE2\x96\x81Hello", "\xE2\x96\x81world", "<0x21>"}), (Strings{"Hello world!"}));
   EXPECT_THROW(decoder_from_json({{"type", "Strip"}, {"content", "ab"}, {"start", 1}, {"stop", 0}}, "decoder"), Error);
-  EXPECT_THROW(decoder_from_json({{"type", "WordPiece"}}, "decoder"), Error);
+  EXPECT_THROW(decoder_from_json({{"type", "CTC"}}, "decoder"), Error);
 }

@@ -74,7 +74,7 @@ int run_decode(const DecodeOptions& o) {
 
 Action setup_decode(CLI::App& app) {
   auto o = std::make_shared<DecodeOptions>();
-  app.add_option("--tokenizer", o->tokenizer, "HF tokenizer.json")->required()->check(CLI::ExistingFile)->type_name("FILE");
+  app.add_option("--tokenizer", o->tokenizer, "HF tokenizer.json, SentencePiece .model or BERT vocab.txt")->required()->check(CLI::ExistingFile)->type_name("FILE");
   app.add_flag("--skip-special", o->skip_special, "Drop special tokens (BOS, EOS, padding, ...) from the text");
   app.add_option("input", o->input, "One JSON array of ids per line (default '-': standard input)")->type_name("FILE|-");
   set_examples(app, {"lmforge decode --tokenizer data/tokenizers/enfr-bpe-4k/tokenizer.json --skip-special ids.jsonl > texts.txt",

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lmforge/core/error.h"
 #include "lmforge/tokenize/unicode.h"
 
 namespace lmf::tok {
@@ -162,23 +163,30 @@ std::vector<AddedVocabulary::Match> AddedVocabulary::find_matches(std::string_vi
   return splits;
 }
 
-std::vector<InputPiece> AddedVocabulary::extract_and_normalize(std::string_view text,
-                                                               const Normalizer* normalizer) const {
-  std::vector<InputPiece> out;
-  for (const Match& m : find_matches(text, raw_trie_)) {
-    if (m.end <= m.start) continue;  // HF drops empty pieces
-    std::string_view raw = text.substr(m.start, m.end - m.start);
+std::vector<Split> AddedVocabulary::split_with_indices(const NormalizedString& n, const Trie& trie) const {
+  std::vector<Split> out;
+  for (const Match& m : find_matches(n.get(), trie)) {
+    std::optional<NormalizedString> piece = n.slice({m.start, m.end});
+    LMF_CHECK(piece.has_value(), "AddedVocabulary bad split");
+    Split s{std::move(*piece), false, {}};
     if (m.id) {
-      out.push_back({std::string(raw), *m.id, m.start == 0});
-      continue;
+      s.tokenized = true;
+      s.tokens.push_back(Token{*m.id, 0, s.normalized.len(), s.normalized.get()});
     }
-    std::string normed = normalizer ? normalizer->normalize(raw) : std::string(raw);
-    for (const Match& n : find_matches(normed, normalized_trie_)) {
-      if (n.end <= n.start) continue;
-      out.push_back({normed.substr(n.start, n.end - n.start), n.id.value_or(-1), m.start == 0 && n.start == 0});
-    }
+    out.push_back(std::move(s));
   }
   return out;
+}
+
+PreTokenizedString AddedVocabulary::extract_and_normalize(std::string_view text, const Normalizer* normalizer) const {
+  PreTokenizedString pts;
+  pts.splits.push_back(Split{NormalizedString(text), false, {}});
+  pts.split([&](size_t, NormalizedString n) { return split_with_indices(n, raw_trie_); });
+  pts.split([&](size_t, NormalizedString n) {
+    if (normalizer) normalizer->apply(n);
+    return split_with_indices(n, normalized_trie_);
+  });
+  return pts;
 }
 
 std::optional<int32_t> AddedVocabulary::token_to_id(std::string_view content) const {

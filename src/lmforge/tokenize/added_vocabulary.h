@@ -37,23 +37,16 @@ struct AddedToken {
   bool operator==(const AddedToken&) const = default;
 };
 
-// A piece of input after added-token extraction: either an added token (id >= 0) or normalized
-// text still to be pre-tokenized (id == -1).
-struct InputPiece {
-  std::string text;
-  int32_t id = -1;
-  bool at_start = false;  // begins at byte 0 of the original input
-};
-
 class AddedVocabulary {
  public:
   // Registers `tokens` in order (HF `AddedVocabulary::add_tokens`). Empty contents are ignored.
   // `normalizer` may be null.
   void add_tokens(const std::vector<AddedToken>& tokens, const Model& model, const Normalizer* normalizer);
 
-  // HF `extract_and_normalize`: splits out added tokens and normalizes the rest. Empty pieces
-  // are dropped. `text` must be valid UTF-8. Thread-safe.
-  std::vector<InputPiece> extract_and_normalize(std::string_view text, const Normalizer* normalizer) const;
+  // HF `extract_and_normalize`: splits out added tokens (each a split with one token whose
+  // value is the matched text) and normalizes the rest. Empty pieces are dropped. `text` must
+  // be valid UTF-8. Thread-safe.
+  PreTokenizedString extract_and_normalize(std::string_view text, const Normalizer* normalizer) const;
 
   std::optional<int32_t> token_to_id(std::string_view content) const;
   // The string an added token decodes to: its normalized content when normalization changed it,
@@ -85,6 +78,8 @@ class AddedVocabulary {
     size_t start, end;
   };
   std::vector<Match> find_matches(std::string_view sentence, const Trie& trie) const;
+  // HF split_with_indices: `n` cut at the matches of `trie`.
+  std::vector<Split> split_with_indices(const NormalizedString& n, const Trie& trie) const;
   void rebuild_tries();
 
   std::unordered_map<std::string, int32_t> by_content_;

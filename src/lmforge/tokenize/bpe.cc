@@ -20,14 +20,14 @@ struct Bpe::Cache {
   static constexpr size_t kMaxWordBytes = 256;
   struct Shard {
     std::shared_mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
+    std::unordered_map<std::string, std::vector<std::pair<int32_t, uint32_t>>, StringHash, std::equal_to<>> map;
   };
   std::array<Shard, kShards> shards;
   std::atomic<size_t> size{0};
 
   Shard& shard_of(std::string_view word) { return shards[StringHash{}(word) % kShards]; }
 
-  bool lookup(std::string_view word, std::vector<int32_t>& out) {
+  bool lookup(std::string_view word, std::vector<std::pair<int32_t, uint32_t>>& out) {
     Shard& s = shard_of(word);
     std::shared_lock lock(s.mu);
     auto it = s.map.find(word);
@@ -36,11 +36,11 @@ struct Bpe::Cache {
     return true;
   }
 
-  void insert(std::string_view word, const int32_t* ids, size_t n) {
+  void insert(std::string_view word, const std::pair<int32_t, uint32_t>* ids, size_t n) {
     if (size.load(std::memory_order_relaxed) >= kCapacity) return;
     Shard& s = shard_of(word);
     std::unique_lock lock(s.mu);
-    if (s.map.emplace(std::string(word), std::vector<int32_t>(ids, ids + n)).second)
+    if (s.map.emplace(std::string(word), std::vector<std::pair<int32_t, uint32_t>>(ids, ids + n)).second)
       size.fetch_add(1, std::memory_order_relaxed);
   }
 };
@@ -107,19 +107,27 @@ const Bpe::Merge* Bpe::find_merge(int32_t a, int32_t b) const {
   return it == merges_.end() ? nullptr : &it->second;
 }
 
-void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {
+void Bpe::tokenize(std::string_view word, std::vector<Token>& out) const {
   if (word.empty()) return;
   if (opt_.ignore_merges) {
     if (auto id = token_to_id(word)) {
-      out.push_back(*id);
+      out.push_back(Token{*id, 0, word.size(), {}});
       return;
     }
   }
+  thread_local std::vector<std::pair<int32_t, uint32_t>> syms;
+  syms.clear();
   const bool cacheable = word.size() < Cache::kMaxWordBytes;
-  if (cacheable && cache_->lookup(word, out)) return;
-  size_t before = out.size();
-  merge_word(word, out);
-  if (cacheable) cache_->insert(word, out.data() + before, out.size() - before);
+  if (!(cacheable && cache_->lookup(word, syms))) {
+    merge_word(word, syms);
+    if (cacheable) cache_->insert(word, syms.data(), syms.size());
+  }
+  // HF Word::get_offsets: consecutive symbol lengths from 0.
+  size_t pos = 0;
+  for (auto [id, len] : syms) {
+    out.push_back(Token{id, pos, pos + len, {}});
+    pos += len;
+  }
 }
 
 namespace {
@@ -152,7 +160,7 @@ void add_symbol(std::vector<Symbol>& syms, int32_t id, uint32_t len) {
 
 }  // namespace
 
-void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
+void Bpe::merge_word(std::string_view w, std::vector<std::pair<int32_t, uint32_t>>& out) const {
   std::vector<Symbol> syms;
   syms.reserve(w.size());
   bool has_unk = false;  // a pending unk symbol of unk_len bytes (fused when fuse_unk)
@@ -236,7 +244,7 @@ void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
       if (const Merge* nm = find_merge(cur.id, syms[cur.next].id)) heap.push({nm->rank, top.pos, nm->new_id});
   }
   for (const Symbol& s : syms)
-    if (s.len != 0) out.push_back(s.id);
+    if (s.len != 0) out.emplace_back(s.id, s.len);
 }
 
 void Bpe::fingerprint(Fnv1a64& h) const {

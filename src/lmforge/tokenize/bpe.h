@@ -42,7 +42,7 @@ class Bpe final : public Model {
   ~Bpe() override;
 
   const char* type() const override { return "BPE"; }
-  void tokenize(std::string_view word, std::vector<int32_t>& out) const override;
+  void tokenize(std::string_view word, std::vector<Token>& out) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;
   const std::string* id_to_token(int32_t id) const override;
   size_t vocab_size() const override { return vocab_.size(); }
@@ -56,7 +56,8 @@ class Bpe final : public Model {
   };
   struct Cache;
 
-  void merge_word(std::string_view word, std::vector<int32_t>& out) const;
+  // Appends (id, byte length) per final symbol.
+  void merge_word(std::string_view word, std::vector<std::pair<int32_t, uint32_t>>& out) const;
   const Merge* find_merge(int32_t a, int32_t b) const;
 
   Vocab vocab_;

@@ -140,6 +140,66 @@ class ReplaceDecoder final : public Decoder {
   std::string content_;
 };
 
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  size_t pos = 0;
+  while ((pos = s.find(from, pos)) != std::string::npos) {
+    s.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+  return s;
+}
+
+}  // namespace
+
+// decoders/wordpiece.rs cleanup(): the replacements, in order, each over the whole string.
+std::string wordpiece_cleanup(std::string s) {
+  static const std::pair<const char*, const char*> kPairs[] = {
+      {" .", "."},    {" ?", "?"},     {" !", "!"},    {" ,", ","},           {" ' ", "'"},   {" n't", "n't"},
+      {" 'm", "'m"},  {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kPairs) s = replace_all(std::move(s), from, to);
+  return s;
+}
+
+namespace {
+
+// decoders/wordpiece.rs: tokens after the first lose the prefix ("##") or get a leading space;
+// then the cleanup replacements per token.
+class WordPieceDecoder final : public Decoder {
+ public:
+  WordPieceDecoder(std::string prefix, bool cleanup) : prefix_(std::move(prefix)), cleanup_(cleanup) {}
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); i++) {
+      std::string& t = tokens[i];
+      if (i != 0) {
+        if (t.compare(0, prefix_.size(), prefix_) == 0)
+          t.erase(0, prefix_.size());
+        else
+          t.insert(0, 1, ' ');
+      }
+      if (cleanup_) t = wordpiece_cleanup(std::move(t));
+    }
+    return tokens;
+  }
+
+ private:
+  std::string prefix_;
+  bool cleanup_;
+};
+
+// decoders/bpe.rs: the suffix becomes " " (nothing in the last token).
+class BpeDecoder final : public Decoder {
+ public:
+  explicit BpeDecoder(std::string suffix) : suffix_(std::move(suffix)) {}
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); i++)
+      if (!suffix_.empty()) tokens[i] = replace_all(std::move(tokens[i]), suffix_, i + 1 == tokens.size() ? "" : " ");
+    return tokens;
+  }
+
+ private:
+  std::string suffix_;
+};
+
 class SequenceDecoder final : public Decoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> s) : steps_(std::move(s)) {}
@@ -158,6 +218,8 @@ size_t get_count(const Json& j, const char* key, const std::string& path) {
 
 }  // namespace
 
+std::unique_ptr<Decoder> metaspace_decoder_from_json(const Json& j, const std::string& path);
+
 std::unique_ptr<Decoder> decoder_from_json(const Json& j, const std::string& path) {
   if (j.is_null()) return nullptr;
   require_object(j, path);
@@ -165,6 +227,10 @@ std::unique_ptr<Decoder> decoder_from_json(const Json& j, const std::string& pat
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "WordPiece")
+    return std::make_unique<WordPieceDecoder>(get_string_or(j, "prefix", path, "##"), get_bool_or(j, "cleanup", path, true));
+  if (type == "Metaspace") return metaspace_decoder_from_json(j, path);
+  if (type == "BPEDecoder") return std::make_unique<BpeDecoder>(get_string_or(j, "suffix", path, "</w>"));
   if (type == "Strip") {
     std::string content = get_string(j, "content", path);
     size_t i = 0;
@@ -188,7 +254,8 @@ std::unique_ptr<Decoder> decoder_from_json(const Json& j, const std::string& pat
     return std::make_unique<SequenceDecoder>(std::move(steps));
   }
   fail(path_key(path, "type"), ": '", type,
-       "' is not supported yet (supported: ByteLevel, ByteFallback, Fuse, Strip, Replace, Sequence)");
+       "' is not supported (supported: ByteLevel, ByteFallback, WordPiece, Metaspace, BPEDecoder, Fuse, Strip, Replace, "
+       "Sequence)");
 }
 
 }  // namespace lmf::tok

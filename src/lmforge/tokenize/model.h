@@ -1,5 +1,5 @@
 // The tokenization model: turns one pre-tokenized word into ids (tokenizers `models/`).
-// BPE lives in bpe.h; WordPiece and Unigram will be sibling files implementing this interface.
+// BPE (bpe.h), WordPiece (wordpiece.h) and Unigram (unigram.h) implement this interface.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lmforge/tokenize/fnv.h"
+#include "lmforge/tokenize/normalized_string.h"
 
 namespace lmf::tok {
 
@@ -17,8 +18,15 @@ class Model {
   virtual ~Model() = default;
   // "BPE", "WordPiece", ...
   virtual const char* type() const = 0;
-  // Appends the ids of `word` (a non-empty pre-token) to `out`. Thread-safe.
-  virtual void tokenize(std::string_view word, std::vector<int32_t>& out) const = 0;
+  // Appends the tokens of `word` (a non-empty pre-token) to `out`, with byte offsets inside
+  // `word` (HF `Model::tokenize`). Thread-safe.
+  virtual void tokenize(std::string_view word, std::vector<Token>& out) const = 0;
+  // Only the ids.
+  void tokenize_ids(std::string_view word, std::vector<int32_t>& out) const {
+    std::vector<Token> toks;
+    tokenize(word, toks);
+    for (const Token& t : toks) out.push_back(t.id);
+  }
   virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
   // The token of `id`, or nullptr when the model has no such id.
   virtual const std::string* id_to_token(int32_t id) const = 0;

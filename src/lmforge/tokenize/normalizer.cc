@@ -13,7 +13,7 @@ namespace {
 class UnicodeNormalizer final : public Normalizer {
  public:
   explicit UnicodeNormalizer(NormalForm f) : form_(f) {}
-  std::string normalize(std::string_view t) const override { return normalize_unicode(t, form_); }
+  void apply(NormalizedString& s) const override { s.normalize_unicode(form_); }
 
  private:
   NormalForm form_;
@@ -21,31 +21,14 @@ class UnicodeNormalizer final : public Normalizer {
 
 class Lowercase final : public Normalizer {
  public:
-  std::string normalize(std::string_view t) const override { return to_lowercase(t); }
+  void apply(NormalizedString& s) const override { s.lowercase(); }
 };
 
 // normalizers/strip.rs Strip: removes leading/trailing chars with char::is_whitespace.
 class Strip final : public Normalizer {
  public:
   Strip(bool left, bool right) : left_(left), right_(right) {}
-  std::string normalize(std::string_view t) const override {
-    size_t b = 0, e = t.size();
-    if (left_) {
-      while (b < e) {
-        size_t j = b;
-        if (!is_white_space(next_code_point(t, j))) break;
-        b = j;
-      }
-    }
-    if (right_) {
-      while (e > b) {
-        size_t j = e;
-        if (!is_white_space(prev_code_point(t, j))) break;
-        e = j;
-      }
-    }
-    return std::string(t.substr(b, e - b));
-  }
+  void apply(NormalizedString& s) const override { s.lrstrip(left_, right_); }
 
  private:
   bool left_, right_;
@@ -54,16 +37,8 @@ class Strip final : public Normalizer {
 // normalizers/strip.rs StripAccents: drops nonspacing marks (used after NFD).
 class StripAccents final : public Normalizer {
  public:
-  std::string normalize(std::string_view t) const override {
-    std::string out;
-    out.reserve(t.size());
-    size_t i = 0;
-    while (i < t.size()) {
-      size_t start = i;
-      char32_t cp = next_code_point(t, i);
-      if (!is_nonspacing_mark(cp)) out.append(t.substr(start, i - start));
-    }
-    return out;
+  void apply(NormalizedString& s) const override {
+    s.filter([](char32_t c) { return !is_nonspacing_mark(c); });
   }
 };
 
@@ -71,17 +46,7 @@ class StripAccents final : public Normalizer {
 class Replace final : public Normalizer {
  public:
   Replace(Regex re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
-  std::string normalize(std::string_view t) const override {
-    std::string out;
-    size_t prev = 0;
-    for (auto [s, e] : re_.find_all(t)) {
-      out.append(t.substr(prev, s - prev));
-      out.append(content_);
-      prev = e;
-    }
-    out.append(t.substr(prev));
-    return out;
-  }
+  void apply(NormalizedString& s) const override { s.replace(re_, content_); }
 
  private:
   Regex re_;
@@ -92,21 +57,52 @@ class Replace final : public Normalizer {
 class Prepend final : public Normalizer {
  public:
   explicit Prepend(std::string p) : prepend_(std::move(p)) {}
-  std::string normalize(std::string_view t) const override {
-    return t.empty() ? std::string() : prepend_ + std::string(t);
+  void apply(NormalizedString& s) const override {
+    if (!s.empty()) s.prepend(prepend_);
   }
 
  private:
   std::string prepend_;
 };
 
+// normalizers/unicode.rs Nmt: drops some ASCII controls, maps other spaces to ' '.
+class Nmt final : public Normalizer {
+ public:
+  void apply(NormalizedString& s) const override {
+    s.filter([](char32_t c) {
+      return !((c >= 0x01 && c <= 0x08) || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F || c == 0x8F ||
+               c == 0x9F);
+    });
+    s.map([](char32_t c) -> char32_t {
+      switch (c) {
+        case 0x09:
+        case 0x0A:
+        case 0x0C:
+        case 0x0D:
+        case 0x1680:
+        case 0x200B:
+        case 0x200C:
+        case 0x200D:
+        case 0x200E:
+        case 0x200F:
+        case 0x2028:
+        case 0x2029:
+        case 0x2581:
+        case 0xFEFF:
+        case 0xFFFD:
+          return ' ';
+        default:
+          return c;
+      }
+    });
+  }
+};
+
 class SequenceNormalizer final : public Normalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> s) : steps_(std::move(s)) {}
-  std::string normalize(std::string_view t) const override {
-    std::string cur(t);
-    for (const auto& n : steps_) cur = n->normalize(cur);
-    return cur;
+  void apply(NormalizedString& s) const override {
+    for (const auto& n : steps_) n->apply(s);
   }
 
  private:
@@ -114,6 +110,9 @@ class SequenceNormalizer final : public Normalizer {
 };
 
 }  // namespace
+
+std::unique_ptr<Normalizer> bert_normalizer_from_json(const Json& j, const std::string& path);
+std::unique_ptr<Normalizer> precompiled_from_json(const Json& j, const std::string& path);
 
 std::unique_ptr<Normalizer> normalizer_from_json(const Json& j, const std::string& path) {
   if (j.is_null()) return nullptr;
@@ -125,6 +124,7 @@ std::unique_ptr<Normalizer> normalizer_from_json(const Json& j, const std::strin
   if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(NormalForm::NFKD);
   if (type == "Lowercase") return std::make_unique<Lowercase>();
   if (type == "StripAccents") return std::make_unique<StripAccents>();
+  if (type == "Nmt") return std::make_unique<Nmt>();
   if (type == "Strip")
     return std::make_unique<Strip>(get_bool_or(j, "strip_left", path, true), get_bool_or(j, "strip_right", path, true));
   if (type == "Prepend") return std::make_unique<Prepend>(get_string(j, "prepend", path));
@@ -132,6 +132,8 @@ std::unique_ptr<Normalizer> normalizer_from_json(const Json& j, const std::strin
     return std::make_unique<Replace>(pattern_from_json(required(j, "pattern", path), path_key(path, "pattern")),
                                      get_string(j, "content", path));
   }
+  if (type == "BertNormalizer") return bert_normalizer_from_json(j, path);
+  if (type == "Precompiled") return precompiled_from_json(j, path);
   if (type == "Sequence") {
     std::string p = path_key(path, "normalizers");
     const Json& arr = required(j, "normalizers", path);
@@ -144,8 +146,8 @@ std::unique_ptr<Normalizer> normalizer_from_json(const Json& j, const std::strin
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }
   fail(path_key(path, "type"), ": '", type,
-       "' is not supported yet (supported: NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Replace, "
-       "Prepend, Sequence)");
+       "' is not supported (supported: BertNormalizer, Precompiled, NFC, NFD, NFKC, NFKD, Nmt, Lowercase, Strip, "
+       "StripAccents, Replace, Prepend, Sequence)");
 }
 
 }  // namespace lmf::tok

@@ -1,28 +1,35 @@
-// Post-processors: add the model's special tokens around the encoded sequence
-// (tokenizers `processors/`). Only single sequences are handled so far (pairs come with the
-// fine-tuning tasks that need them).
+// Post-processors: add the model's special tokens around one sequence or a pair, and set type
+// ids (tokenizers `processors/`).
 //
-// Supported "type"s: ByteLevel (changes only offsets, so nothing for ids), TemplateProcessing,
-// BertProcessing, RobertaProcessing, Sequence.
+// Supported "type"s: ByteLevel (offset trimming only), TemplateProcessing, BertProcessing,
+// RobertaProcessing, Sequence.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "lmforge/tokenize/json_fields.h"
+#include "lmforge/tokenize/tokenizer.h"
 
 namespace lmf::tok {
 
 class PostProcessor {
  public:
   virtual ~PostProcessor() = default;
-  // Rewrites the ids of one sequence; special tokens are added only when add_special_tokens.
-  virtual void process(std::vector<int32_t>& ids, bool add_special_tokens) const = 0;
-  // Number of ids process() adds to a single sequence when add_special_tokens.
-  virtual size_t added_tokens() const = 0;
+  // Number of tokens process() adds when add_special_tokens (HF `added_tokens(is_pair)`).
+  virtual size_t added_tokens(bool is_pair) const = 0;
+  // HF `process_encodings`: rewrites the 1 or 2 encodings (the result is concatenated).
+  virtual void process_encodings(std::vector<Encoding>& encodings, bool add_special_tokens) const = 0;
+  // HF `PostProcessor::process`: sets each sequence's type ids to its index (0 or 1) and its
+  // sequence ids, runs process_encodings, then concatenates.
+  Encoding process(Encoding first, std::optional<Encoding> second, bool add_special_tokens) const;
 };
+
+// Concatenates encodings (HF `Encoding::merge`, offsets unchanged).
+Encoding merge_encodings(std::vector<Encoding>& parts);
 
 // Builds the post-processor of a tokenizer.json "post_processor" value; nullptr for null.
 std::unique_ptr<PostProcessor> post_processor_from_json(const Json& j, const std::string& path);

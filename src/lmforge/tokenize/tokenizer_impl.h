@@ -24,7 +24,7 @@ struct Tokenizer::Impl {
   std::unique_ptr<tok::PostProcessor> post_processor;  // may be null
   std::unique_ptr<tok::Decoder> decoder;               // may be null: tokens joined with " "
   tok::AddedVocabulary added;
-  std::optional<int32_t> eos, bos, pad;
+  std::optional<int32_t> eos, bos, pad, mask;
   uint64_t fingerprint = 0;
 };
 

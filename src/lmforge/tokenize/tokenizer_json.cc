@@ -6,6 +6,8 @@
 
 #include "lmforge/core/error.h"
 #include "lmforge/tokenize/bpe.h"
+#include "lmforge/tokenize/unigram.h"
+#include "lmforge/tokenize/wordpiece.h"
 #include "lmforge/tokenize/json_fields.h"
 #include "lmforge/tokenize/tokenizer.h"
 #include "lmforge/tokenize/tokenizer_impl.h"
@@ -39,11 +41,17 @@ std::unique_ptr<tok::Model> model_from_json(const Json& j, const std::string& pa
   if (const Json* t = tok::optional(j, "type"))
     type = tok::as_string(*t, tok::path_key(path, "type"));
   else if (j.contains("merges"))
-    type = "BPE";  // legacy files without "type" (HF tries each model; only BPE has merges)
+    type = "BPE";  // legacy files without "type": HF tries BPE, WordPiece, WordLevel, Unigram
+  else if (j.contains("vocab") && j["vocab"].is_array())
+    type = "Unigram";
+  else if (j.contains("continuing_subword_prefix") && j.contains("unk_token"))
+    type = "WordPiece";
   else
-    fail(tok::path_key(path, "type"), ": missing (and no merges, so not a legacy BPE model)");
+    fail(tok::path_key(path, "type"), ": missing (and the fields match no BPE, WordPiece or Unigram model)");
   if (type == "BPE") return tok::bpe_from_json(j, path);
-  fail(tok::path_key(path, "type"), ": '", type, "' is not supported yet (supported: BPE)");
+  if (type == "WordPiece") return tok::wordpiece_from_json(j, path);
+  if (type == "Unigram") return tok::unigram_from_json(j, path);
+  fail(tok::path_key(path, "type"), ": '", type, "' is not supported (supported: BPE, WordPiece, Unigram)");
 }
 
 std::vector<tok::AddedToken> added_tokens_from_json(const Json& j, const std::string& path) {
@@ -112,6 +120,7 @@ void resolve_roles(Tokenizer::Impl& m, const std::string& dir) {
       {"eos_token", &m.eos, {"<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"}},
       {"bos_token", &m.bos, {"<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>"}},
       {"pad_token", &m.pad, {"<pad>", "<|padding|>", "[PAD]", "<|pad|>"}},
+      {"mask_token", &m.mask, {"[MASK]", "<mask>"}},
   };
   std::vector<bool> decided(roles.size(), false);
   if (!dir.empty()) {
@@ -185,6 +194,25 @@ Tokenizer Tokenizer::from_json_string(std::string_view json_text, const std::str
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension();
+  if (ext == ".model") return from_sentencepiece_file(path);
+  if (ext == ".txt") {
+    // A BERT vocab.txt: lowercase as tokenizer_config.json's do_lower_case says (transformers'
+    // BertTokenizer default, true, when there is none).
+    bool lowercase = true;
+    std::string cfg = (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
+    if (std::filesystem::exists(cfg)) {
+      Json c = parse_json(read_file(cfg), cfg);
+      if (c.is_object() && c.contains("do_lower_case")) {
+        try {
+          lowercase = tok::as_bool(c["do_lower_case"], "do_lower_case");
+        } catch (const Error& e) {
+          throw e.with_context(cfg);
+        }
+      }
+    }
+    return from_wordpiece_vocab(path, lowercase);
+  }
   auto m = build_with_context(parse_json(read_file(path), path), path);
   std::string dir = std::filesystem::path(path).parent_path().string();
   resolve_roles(*m, dir.empty() ? "." : dir);
@@ -244,6 +272,63 @@ Tokenizer Tokenizer::from_gpt2_files(const std::string& vocab_json, const std::s
                                    {"special", true}});
   }
   auto m = build_with_context(doc, vocab_json + " + " + merges_txt);
+  resolve_roles(*m, "");
+  return Tokenizer(std::move(m));
+}
+
+Tokenizer Tokenizer::from_wordpiece_vocab(const std::string& vocab_txt, bool lowercase) {
+  tok::Vocab vocab = tok::read_wordpiece_vocab(vocab_txt);
+  Json vj = Json::object();
+  for (const auto& [token, id] : vocab) vj[token] = id;
+  auto id_of = [&](const char* t) -> int32_t {
+    auto it = vocab.find(std::string_view(t));
+    if (it == vocab.end()) fail(vocab_txt, ": the BERT special token '", t, "' is not in the vocabulary");
+    return it->second;
+  };
+  const int32_t cls = id_of("[CLS]"), sep = id_of("[SEP]");
+  id_of("[UNK]");
+  auto special = [](const char* t, int32_t id) {
+    return Json{{"SpecialToken", {{"id", t}, {"type_id", id}}}};
+  };
+  auto seq = [](const char* id, int32_t type_id) { return Json{{"Sequence", {{"id", id}, {"type_id", type_id}}}}; };
+  // What transformers' BertConverter builds (convert_slow_tokenizer.py).
+  Json doc = {
+      {"version", "1.0"},
+      {"normalizer",
+       {{"type", "BertNormalizer"},
+        {"clean_text", true},
+        {"handle_chinese_chars", true},
+        {"strip_accents", nullptr},
+        {"lowercase", lowercase}}},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {special("[CLS]", 0), seq("A", 0), special("[SEP]", 0)}},
+        {"pair", {special("[CLS]", 0), seq("A", 0), special("[SEP]", 0), seq("B", 1), special("[SEP]", 1)}},
+        {"special_tokens",
+         {{"[CLS]", {{"id", "[CLS]"}, {"ids", {cls}}, {"tokens", {"[CLS]"}}}},
+          {"[SEP]", {{"id", "[SEP]"}, {"ids", {sep}}, {"tokens", {"[SEP]"}}}}}}}},
+      {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+      {"model",
+       {{"type", "WordPiece"},
+        {"unk_token", "[UNK]"},
+        {"continuing_subword_prefix", "##"},
+        {"max_input_chars_per_word", 100},
+        {"vocab", std::move(vj)}}},
+      {"added_tokens", Json::array()},
+  };
+  for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
+    auto it = vocab.find(std::string_view(t));
+    if (it == vocab.end()) continue;
+    doc["added_tokens"].push_back({{"id", it->second},
+                                   {"content", t},
+                                   {"single_word", false},
+                                   {"lstrip", false},
+                                   {"rstrip", false},
+                                   {"normalized", false},
+                                   {"special", true}});
+  }
+  auto m = build_with_context(doc, vocab_txt);
   resolve_roles(*m, "");
   return Tokenizer(std::move(m));
 }

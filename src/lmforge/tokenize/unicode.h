@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lmf::tok {
 
@@ -35,8 +36,34 @@ bool is_white_space(char32_t cp);
 bool is_word_char(char32_t cp);
 // Unicode general category "Mn" (nonspacing mark).
 bool is_nonspacing_mark(char32_t cp);
+// General category M* (Mn, Mc, Me): `is_combining_mark` of unicode-normalization.
+bool is_mark(char32_t cp);
+// General category P* (unicode_categories `is_punctuation`).
+bool is_punctuation(char32_t cp);
+// BERT punctuation: ASCII punctuation (symbols included) or P* (pre_tokenizers/bert.rs).
+bool is_bert_punctuation(char32_t cp);
+// General category N* (Rust char::is_numeric).
+bool is_numeric(char32_t cp);
+// "Other" as BertNormalizer's clean_text deletes it: Cc, Cf, Co (not Cn: the unicode_categories
+// tables HF uses list no unassigned code points), except \t \n \r.
+bool is_bert_control(char32_t cp);
 
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
+
+// One output char of a text transform and how it relates to the input chars, as HF
+// `NormalizedString::transform` takes them: 0 = replaces the next input char, n > 0 = inserted,
+// -n = replaces the next input char and removes the n chars after it.
+struct CharChange {
+  char32_t c;
+  int32_t change;
+};
+// The (char, change) stream of the `unicode-normalization-alignments` crate that HF uses:
+// per-char full decomposition (first char 0, the others +1), canonical reordering of each run of
+// non-starters (changes travel with their chars), then for NFC/NFKC the canonical composition,
+// where a composed char's change is composee + mark - 1.
+std::vector<CharChange> unicode_changes(std::string_view s, NormalForm form);
+// Unicode canonical combining class of cp.
+int combining_class(char32_t cp);
 // Unicode normalization (utf8proc). Pure-ASCII input is returned unchanged.
 std::string normalize_unicode(std::string_view s, NormalForm form);
 // Rust `char::to_lowercase` applied per character (full mapping, no context: U+0130 expands to
