@@ -5,6 +5,7 @@
 #include "lmforge/io/hf_params.h"
 #include "lmforge/models/bert.h"
 #include "lmforge/models/config_json.h"
+#include "lmforge/models/modernbert.h"
 
 namespace lmf {
 namespace {
@@ -15,6 +16,7 @@ const std::vector<std::pair<std::string, TaskModelFactory>>& families() {
       {"bert", make_bert_model},
       {"roberta", make_bert_model},
       {"xlm-roberta", make_bert_model},
+      {"modernbert", &make_modernbert},
   };
   return table;
 }
