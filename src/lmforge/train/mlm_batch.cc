@@ -32,6 +32,7 @@ MlmSpecialTokens mlm_special_tokens(const Tokenizer& tok, const std::string& mas
     mask = tok.token_to_id(mask_token);
     if (!mask) fail(tok.source(), ": mlm.mask_token '", mask_token, "' is not a token of this tokenizer");
   } else {
+    mask = tok.mask_id();  // tokenizer_config.json's mask_token, else a special [MASK] / <mask>
     for (const char* name : {"[MASK]", "<mask>"})
       if (!mask) mask = tok.token_to_id(name);
     if (!mask) fail(tok.source(), ": no mask token ([MASK] or <mask>); name one with mlm.mask_token");

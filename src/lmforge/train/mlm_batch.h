@@ -29,7 +29,9 @@ struct MlmSpecialTokens {
   int64_t window_for(int64_t max_length) const;
 };
 
-// Reads the special tokens of `tok`. mask_token "" looks for "[MASK]" then "<mask>". Throws
+// Reads the special tokens of `tok`. mask_token "" takes the tokenizer's mask token
+// (Tokenizer::mask_id: tokenizer_config.json, else a special [MASK] / <mask>), else any "[MASK]" /
+// "<mask>" token. Throws
 // lmf::Error naming the tokenizer when there is no mask token (or the named one is unknown), or
 // when the post-processor does more than add tokens around the sequence.
 MlmSpecialTokens mlm_special_tokens(const Tokenizer& tok, const std::string& mask_token = "");
