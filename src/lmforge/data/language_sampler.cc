@@ -1,5 +1,6 @@
 #include "lmforge/data/language_sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -99,16 +100,14 @@ size_t LanguageSampler::draw(uint64_t sample, size_t phase) const {
   LMF_CHECK(phase < phases_.size());
   const std::vector<double>& cum = cum_[phase];
   const double u = uniform53(seed_ ^ kLanguageStream, sample) * cum.back();
-  // First language whose cumulative probability exceeds u; inactive languages (probability 0)
-  // never satisfy it strictly after an active one, and never before the first active one
-  // because their cumulative value equals the previous one.
-  size_t last_active = 0;
-  for (size_t k = 0; k < cum.size(); k++) {
-    if (probs_[phase][k] <= 0) continue;
-    if (u < cum[k]) return k;
-    last_active = k;
-  }
-  return last_active;  // u rounded up to the total
+  // The first language whose cumulative probability exceeds u (binary search: 1833 languages in
+  // mmBERT's decay phase). Inactive languages add nothing to the cumulative sum, so the first
+  // strictly greater entry is always an active language.
+  const size_t k = size_t(std::upper_bound(cum.begin(), cum.end(), u) - cum.begin());
+  if (k < cum.size()) return k;
+  size_t last = cum.size() - 1;  // u rounded up to the total: the last active language
+  while (probs_[phase][last] <= 0) last--;
+  return last;
 }
 
 LanguageSampler::Sequence LanguageSampler::next() {

@@ -92,7 +92,6 @@ MlmBatch make_mlm_batch(const std::vector<LanguageSampler::Sequence>& sequences,
       }
       stream++;
     }
-    out.row_language.push_back(sequences[b].language);
   }
   out.num_tokens = stream;
   out.batch.input_ids = Tensor::from_vector<int64_t>(input, {B, T});

@@ -44,7 +44,6 @@ struct MlmBatch {
   std::vector<int64_t> masked_index;   // positions of the labelled tokens in the unpadded stream
                                        // (row-major over real tokens, RaggedBatch order)
   std::vector<int64_t> masked_label;   // their original ids
-  std::vector<size_t> row_language;    // [B] language of each row
   int64_t num_tokens = 0;              // real tokens (special tokens included)
   int64_t num_masked() const { return int64_t(masked_index.size()); }
 };
