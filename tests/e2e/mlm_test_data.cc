@@ -56,8 +56,8 @@ const MlmCorpus& mlm_corpus() {
     const int32_t eos = *tok.eos_id();
     std::map<int32_t, int64_t> counts;
     int64_t total = 0;
-    auto shard = [&](const std::string& text, const std::string& split, size_t max_docs, const std::string& name,
-                     std::string& train, std::string& val) {
+    auto shard = [&](const std::string& text, const std::string& split, size_t max_docs,
+                     const std::string& name, std::string& train, std::string& val) {
       TextReadOptions opt;
       opt.split = split;
       auto docs = read_documents(source_path("data/text/" + text), opt);
@@ -84,7 +84,8 @@ const MlmCorpus& mlm_corpus() {
     shard("tinymoliere.txt", "line", 2400, "fr", c.fr, c.fr_val);
     std::string frwiki_val;
     shard("wiki-fr-extract.txt", "line", 600, "frwiki", c.frwiki, frwiki_val);
-    for (auto& [t, n] : counts) c.unigram_entropy -= double(n) / double(total) * std::log(double(n) / double(total));
+    for (auto& [t, n] : counts)
+      c.unigram_entropy -= double(n) / double(total) * std::log(double(n) / double(total));
 
     nlohmann::json cfg = {{"architectures", {"BertForMaskedLM"}},
                           {"model_type", "bert"},

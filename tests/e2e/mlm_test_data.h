@@ -8,10 +8,10 @@
 namespace lmf::test {
 
 struct MlmCorpus {
-  std::string tokenizer;              // tokenizer.json path
-  std::string model_config;           // config.json of a tiny BertForMaskedLM (dropout 0.1)
-  std::string en, fr, en_val, fr_val; // shard prefixes
-  std::string frwiki;                 // French Wikipedia lines (a language to add in a later phase)
+  std::string tokenizer;               // tokenizer.json path
+  std::string model_config;            // config.json of a tiny BertForMaskedLM (dropout 0.1)
+  std::string en, fr, en_val, fr_val;  // shard prefixes
+  std::string frwiki;                  // French Wikipedia lines (a language to add in a later phase)
   int64_t vocab = 0;
   uint64_t fingerprint = 0;
   double unigram_entropy = 0;  // nats/token over the content tokens of both training shards

@@ -90,7 +90,8 @@ TEST(PretrainMlm, SpecialTokensComeFromTheTokenizer) {
   EXPECT_EQ(sp.mask_id, c.vocab - 1);
   EXPECT_EQ(sp.pad_id, c.vocab - 4);
   EXPECT_EQ(sp.window_for(64), 62);
-  for (int32_t id : {0, int32_t(c.vocab - 4), int32_t(c.vocab - 3), int32_t(c.vocab - 2), int32_t(c.vocab - 1)})
+  for (int32_t id :
+       {0, int32_t(c.vocab - 4), int32_t(c.vocab - 3), int32_t(c.vocab - 2), int32_t(c.vocab - 1)})
     EXPECT_TRUE(std::binary_search(sp.never_masked.begin(), sp.never_masked.end(), id)) << id;
   EXPECT_FALSE(std::binary_search(sp.never_masked.begin(), sp.never_masked.end(), 100));
 }
@@ -231,7 +232,8 @@ TEST(PretrainMlm, ResumeRefusesACausalCheckpoint) {
     t.resume_from(ck);
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("comes from a causal_lm run, not an mlm one"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("comes from a causal_lm run, not an mlm one"), std::string::npos)
+        << e.what();
   }
 }
 

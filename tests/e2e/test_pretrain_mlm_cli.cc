@@ -32,7 +32,8 @@ std::string write_recipe(const std::string& dir, const std::string& run, int64_t
   t += "[model]\nconfig = " + q(c.model_config) + "\n\n";
   t += "[data]\ntokenizer = " + q(c.tokenizer) + "\nmax_length = 64\n";
   t += "eval = { en = [" + q(c.en_val) + "], fr = [" + q(c.fr_val) + "] }\n\n";
-  t += "[[data.phases]]\nname = \"pretrain\"\nstart_step = 0\nmask_rate = 0.3\ntau = 0.7\nlanguages = { " + en + ", " + fr + " }\n\n";
+  t += "[[data.phases]]\nname = \"pretrain\"\nstart_step = 0\nmask_rate = 0.3\ntau = 0.7\nlanguages = { " +
+       en + ", " + fr + " }\n\n";
   t += "[[data.phases]]\nname = \"mid\"\nstart_step = " + std::to_string(steps * 6 / 10) +
        "\nmask_rate = 0.2\ntau = 0.5\nlanguages = { " + en + ", " + fr + ", " + frwiki + " }\n\n";
   t += "[[data.phases]]\nname = \"decay\"\nstart_step = " + std::to_string(steps * 9 / 10) +
@@ -40,7 +41,8 @@ std::string write_recipe(const std::string& dir, const std::string& run, int64_t
   t += "[train]\nobjective = \"mlm\"\nmicro_batch = " + std::to_string(micro_batch) +
        "\nmax_steps = " + std::to_string(steps) + "\nlog_every = 10\neval_batches = 8\n\n";
   t += "[optimizer]\nlr = 2e-3\nbetas = [0.9, 0.98]\neps = 1e-6\nweight_decay = 0.01\n\n";
-  t += "[schedule]\nkind = \"wsd\"\nwarmup_steps = " + std::to_string(std::min<int64_t>(20, steps / 4)) + "\ndecay_fraction = 0.2\ndecay_shape = \"1-sqrt\"\nmin_ratio = 0.02\n";
+  t += "[schedule]\nkind = \"wsd\"\nwarmup_steps = " + std::to_string(std::min<int64_t>(20, steps / 4)) +
+       "\ndecay_fraction = 0.2\ndecay_shape = \"1-sqrt\"\nmin_ratio = 0.02\n";
   return e2e::write_file(dir + "/mlm.toml", t);
 }
 
@@ -110,15 +112,16 @@ TEST(PretrainMlmCli, TinyBertLossFallsClearly) {
   }
   EXPECT_EQ(evals, 1);
   EXPECT_GT(first_loss, std::log(double(c.vocab)) - 0.5) << "the first 10 steps should sit near ln(V)";
-  EXPECT_LT(eval_loss, weighted_baseline - 0.2) << "unigram baseline " << weighted_baseline << ", held-out MLM loss "
-                                                << eval_loss;
+  EXPECT_LT(eval_loss, weighted_baseline - 0.2)
+      << "unigram baseline " << weighted_baseline << ", held-out MLM loss " << eval_loss;
 }
 
 TEST(PretrainMlmCli, ResumeEqualsUninterruptedRun) {
   const std::string dir = test::scratch_dir("mlm_cli_resume");
   // The schedule length is pinned so that stopping at step 4 does not change the LR of later steps.
-  const std::string common = " --set +schedule.total_steps=8 --set train.log_every=1 --set schedule.warmup_steps=2"
-                             " --set train.eval_batches=1";
+  const std::string common =
+      " --set +schedule.total_steps=8 --set train.log_every=1 --set schedule.warmup_steps=2"
+      " --set train.eval_batches=1";
   const std::string full = write_recipe(dir + "/a", dir + "/a/run", 8, 4);
   auto r0 = e2e::lmforge("pretrain -c " + full + common);
   ASSERT_EQ(r0.rc, 0) << r0.out;

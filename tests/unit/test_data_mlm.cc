@@ -31,8 +31,8 @@ void expect_error(const std::function<void()>& f, const std::string& needle) {
 // |x - n p| <= k sqrt(n p (1 - p)): a binomial count within k standard deviations.
 void expect_binomial(int64_t x, int64_t n, double p, double k, const std::string& what) {
   const double mean = double(n) * p, sd = std::sqrt(double(n) * p * (1 - p));
-  EXPECT_LE(std::abs(double(x) - mean), k * sd) << what << ": " << x << " of " << n << ", expected " << mean
-                                                << " +- " << k << " x " << sd;
+  EXPECT_LE(std::abs(double(x) - mean), k * sd)
+      << what << ": " << x << " of " << n << ", expected " << mean << " +- " << k << " x " << sd;
 }
 
 constexpr int32_t kCls = 1, kSep = 2, kPad = 0, kMask = 3;
@@ -46,8 +46,8 @@ MlmMaskingConfig masking_config(int64_t vocab) {
 }
 
 // Documents of ids in [10, 10 + span) whose lengths are given; each ends with EOS = kSep.
-std::string make_shard(const std::string& dir, const std::string& name, const std::vector<int>& lengths, int base,
-                       uint64_t vocab = 1000) {
+std::string make_shard(const std::string& dir, const std::string& name, const std::vector<int>& lengths,
+                       int base, uint64_t vocab = 1000) {
   const std::string prefix = dir + "/" + name;
   ShardWriter w(prefix, vocab, 42, kSep);
   int k = 0;
@@ -157,11 +157,13 @@ TEST(MlmMasking, DeterministicPerSeedAndSequence) {
 TEST(MlmMasking, BadConfigsThrow) {
   MlmMasker masker(masking_config(100));
   std::vector<int32_t> ids = {5, 6}, labels(2), short_labels(1);
-  expect_error([&] { masker.apply(ids, labels, 1.5, 1, 1); }, "mask_rate: expected a mask rate in [0, 1], got 1.5");
+  expect_error([&] { masker.apply(ids, labels, 1.5, 1, 1); },
+               "mask_rate: expected a mask rate in [0, 1], got 1.5");
   expect_error([&] { masker.apply(ids, labels, -0.1, 1, 1); }, "got -0.1");
   expect_error([&] { masker.apply(ids, short_labels, 0.1, 1, 1); }, "labels have 1 entries for 2 ids");
   std::vector<int32_t> bad = {5, 100};
-  expect_error([&] { masker.apply(bad, labels, 0.1, 1, 1); }, "token 1 has id 100, outside the vocabulary [0, 100)");
+  expect_error([&] { masker.apply(bad, labels, 0.1, 1, 1); },
+               "token 1 has id 100, outside the vocabulary [0, 100)");
   auto c = masking_config(100);
   c.mask_id = 100;
   expect_error([&] { MlmMasker m(c); }, "mask_id: 100 is outside the vocabulary");
@@ -231,14 +233,16 @@ TEST(TokenWindows, FeistelIsAPermutation) {
   }
   // Different streams give different orders.
   int same = 0;
-  for (uint64_t i = 0; i < 1000; i++) same += feistel_permute(i, 1000, 5, 9) == feistel_permute(i, 1000, 5, 10);
+  for (uint64_t i = 0; i < 1000; i++)
+    same += feistel_permute(i, 1000, 5, 9) == feistel_permute(i, 1000, 5, 10);
   EXPECT_LT(same, 20);
 }
 
 TEST(TokenWindows, Errors) {
   const std::string dir = test::scratch_dir("token_windows_err");
   const std::string p = make_shard(dir, "a", {3}, 10);
-  expect_error([&] { TokenWindows w({p}, 4, 1, 1, 999, 0, "language 'fr'"); }, "made for a vocabulary of 1000");
+  expect_error([&] { TokenWindows w({p}, 4, 1, 1, 999, 0, "language 'fr'"); },
+               "made for a vocabulary of 1000");
   expect_error([&] { TokenWindows w({p}, 0, 1, 1, 0, 0, "language 'fr'"); }, "language 'fr': window length");
   expect_error([&] { TokenWindows w({dir + "/missing"}, 4, 1, 1, 0, 0, "language 'fr'"); }, "missing");
   const std::string empty = make_shard(dir, "empty", {0, 0}, 10);
@@ -271,11 +275,12 @@ TEST(LanguageSampler, ProportionsPhasesAndResume) {
   // Token counts (content + one EOS per document): en 4 x 600 + 4, fr 4 x 150 + 4 (ratio ~4),
   // sw 2 x 20 + 2.
   auto docs = [](int n, int len) { return std::vector<int>(size_t(n), len); };
-  const std::string en = make_shard(dir, "en", docs(4, 600), 10), fr = make_shard(dir, "fr", docs(4, 150), 300);
+  const std::string en = make_shard(dir, "en", docs(4, 600), 10),
+                    fr = make_shard(dir, "fr", docs(4, 150), 300);
   const std::string sw = make_shard(dir, "sw", docs(2, 20), 600);
   std::vector<LanguageShards> langs = {{"en", {en}}, {"fr", {fr}}, {"sw", {sw}}};
-  std::vector<LanguagePhase> phases = {{"p1", 1.0, {"en", "fr"}}, {"p2", 0.0, {"en", "fr", "sw"}},
-                                       {"p3", 0.5, {"fr", "en", "sw"}}};
+  std::vector<LanguagePhase> phases = {
+      {"p1", 1.0, {"en", "fr"}}, {"p2", 0.0, {"en", "fr", "sw"}}, {"p3", 0.5, {"fr", "en", "sw"}}};
   LanguageSampler s(langs, phases, 32, 99, 1000, 42);
   const double n_en = 4 * 601, n_fr = 4 * 151, n_sw = 2 * 21;
   EXPECT_EQ(s.language_tokens(0), uint64_t(n_en));
@@ -334,12 +339,25 @@ TEST(LanguageSampler, BadPhasesThrow) {
   const std::string dir = test::scratch_dir("language_sampler_err");
   const std::string en = make_shard(dir, "en", {50, 50}, 10);
   std::vector<LanguageShards> langs = {{"en", {en}}};
-  expect_error([&] { LanguageSampler s(langs, {{"p1", 0.5, {"en", "de"}}}, 8, 1, 0, 0); },
-               "phase 'p1': unknown language 'de'");
-  expect_error([&] { LanguageSampler s(langs, {{"p1", -1.0, {"en"}}}, 8, 1, 0, 0); },
-               "phase 'p1': tau: expected a number >= 0, got -1");
+  expect_error(
+      [&] {
+        LanguageSampler s(langs, {{"p1", 0.5, {"en", "de"}}}, 8, 1, 0, 0);
+      },
+      "phase 'p1': unknown language 'de'");
+  expect_error(
+      [&] {
+        LanguageSampler s(langs, {{"p1", -1.0, {"en"}}}, 8, 1, 0, 0);
+      },
+      "phase 'p1': tau: expected a number >= 0, got -1");
   expect_error([&] { LanguageSampler s(langs, {{"p1", 0.5, {}}}, 8, 1, 0, 0); }, "phase 'p1': no languages");
-  expect_error([&] { LanguageSampler s({{"en", {en}}, {"en", {en}}}, {{"p1", 0.5, {"en"}}}, 8, 1, 0, 0); },
-               "language 'en' is listed twice");
-  expect_error([&] { LanguageSampler s({{"de", {dir + "/nope"}}}, {{"p1", 0.5, {"de"}}}, 8, 1, 0, 0); }, "nope");
+  expect_error(
+      [&] {
+        LanguageSampler s({{"en", {en}}, {"en", {en}}}, {{"p1", 0.5, {"en"}}}, 8, 1, 0, 0);
+      },
+      "language 'en' is listed twice");
+  expect_error(
+      [&] {
+        LanguageSampler s({{"de", {dir + "/nope"}}}, {{"p1", 0.5, {"de"}}}, 8, 1, 0, 0);
+      },
+      "nope");
 }

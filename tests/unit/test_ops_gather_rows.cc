@@ -46,10 +46,14 @@ TEST(OpsGatherRows, EmptyIndexAndErrors) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_error([&] { ops::gather_rows(x, Tensor::from_vector<int64_t>({0, 3}, {2})); },
-               "[gather_rows] idx[1] = 3 is out of range for x with 3 rows");
+  expect_error(
+      [&] {
+        ops::gather_rows(x, Tensor::from_vector<int64_t>({0, 3}, {2}));
+      },
+      "[gather_rows] idx[1] = 3 is out of range for x with 3 rows");
   expect_error([&] { ops::gather_rows(x, Tensor::from_vector<int64_t>({-1}, {1})); }, "idx[0] = -1");
-  expect_error([&] { ops::gather_rows(random_tensor({3}, DType::f32, 1), Tensor::from_vector<int64_t>({0}, {1})); },
-               "[gather_rows] x");
+  expect_error(
+      [&] { ops::gather_rows(random_tensor({3}, DType::f32, 1), Tensor::from_vector<int64_t>({0}, {1})); },
+      "[gather_rows] x");
   expect_error([&] { ops::gather_rows(x, random_tensor({2}, DType::f32, 1)); }, "[gather_rows] idx");
 }

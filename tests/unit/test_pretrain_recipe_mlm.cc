@@ -115,15 +115,19 @@ TEST(PretrainRecipeMlm, ParsesPhasesLanguagesAndSettings) {
 TEST(PretrainRecipeMlm, BadValuesGiveOneClearError) {
   expect_error({"data.phases[0].mask_rate=1.5"},
                "mlm.toml: data.phases[0].mask_rate: expected a mask rate in [0, 1], got 1.5");
-  expect_error({"data.phases[1].tau=-0.5"}, "mlm.toml: data.phases[1].tau: expected a sampling temperature >= 0");
-  expect_error({"train.objective=foo"}, "mlm.toml: train.objective: expected one of causal_lm|mlm, got 'foo'");
+  expect_error({"data.phases[1].tau=-0.5"},
+               "mlm.toml: data.phases[1].tau: expected a sampling temperature >= 0");
+  expect_error({"train.objective=foo"},
+               "mlm.toml: train.objective: expected one of causal_lm|mlm, got 'foo'");
   expect_error({"data.max_length=2"}, "data.max_length: expected an integer >= 3");
   expect_error({"eval.mask_rate=0"}, "eval.mask_rate: expected a mask rate in (0, 1]");
   expect_error({"+mlm.mask_replace_prob=0.97"}, "mask_replace_prob + random_replace_prob must be <= 1");
   expect_error({"data.phases[2].languages.frwiki=[d/other]"},
                "data.phases[2].languages.frwiki: lists other shards than in phase 'mid'");
-  expect_error({"data.phases[1].languages.frwiki=[]"}, "data.phases[1].languages.frwiki: expected at least one shard");
-  expect_error({"data.phases[2].start_step=60"}, "data.phases[2].start_step: phases must start at increasing steps");
+  expect_error({"data.phases[1].languages.frwiki=[]"},
+               "data.phases[1].languages.frwiki: expected at least one shard");
+  expect_error({"data.phases[2].start_step=60"},
+               "data.phases[2].start_step: phases must start at increasing steps");
   std::string no_langs = kRecipe;
   no_langs.replace(no_langs.find("languages = { en = [\"d/en\"], fr = [\"d/fr\"] }"),
                    std::string("languages = { en = [\"d/en\"], fr = [\"d/fr\"] }").size(), "languages = {}");

@@ -58,11 +58,11 @@ LanguageSampler::LanguageSampler(std::vector<LanguageShards> languages, std::vec
     if (!seen.insert(l.name).second) fail("data: language '", l.name, "' is listed twice");
     Language lang;
     lang.name = l.name;
-    lang.windows = std::make_unique<TokenWindows>(l.shard_prefixes, window, seed, name_stream(l.name), expect_vocab,
-                                                  expect_fp, "language '" + l.name + "'");
+    lang.windows = std::make_unique<TokenWindows>(l.shard_prefixes, window, seed, name_stream(l.name),
+                                                  expect_vocab, expect_fp, "language '" + l.name + "'");
     if (!langs_.empty() && lang.windows->eos_id() != langs_.front().windows->eos_id())
-      fail("data: language '", l.name, "': its shards' EOS id ", lang.windows->eos_id(), " differs from language '",
-           langs_.front().name, "' (", langs_.front().windows->eos_id(), ")");
+      fail("data: language '", l.name, "': its shards' EOS id ", lang.windows->eos_id(),
+           " differs from language '", langs_.front().name, "' (", langs_.front().windows->eos_id(), ")");
     langs_.push_back(std::move(lang));
   }
   for (const auto& ph : phases_) {
@@ -73,7 +73,8 @@ LanguageSampler::LanguageSampler(std::vector<LanguageShards> languages, std::vec
     std::vector<double> counts;
     std::set<std::string> in_phase;
     for (const auto& name : ph.languages) {
-      if (!in_phase.insert(name).second) fail("data: phase '", ph.name, "': language '", name, "' is listed twice");
+      if (!in_phase.insert(name).second)
+        fail("data: phase '", ph.name, "': language '", name, "' is listed twice");
       size_t k = 0;
       while (k < langs_.size() && langs_[k].name != name) k++;
       if (k == langs_.size()) fail("data: phase '", ph.name, "': unknown language '", name, "'");

@@ -30,9 +30,9 @@ inline constexpr uint64_t kMlmMaskStream = 0x6d6c6d2d6d61736bull;  // "mlm-mask"
 
 struct MlmMaskingConfig {
   int32_t mask_id = -1;
-  int64_t vocab_size = 0;           // random replacements are drawn from [0, vocab_size)
-  std::vector<int32_t> special_ids; // never selected (any order, duplicates fine)
-  double mask_replace_prob = 0.8;   // HF DataCollatorForLanguageModeling defaults
+  int64_t vocab_size = 0;            // random replacements are drawn from [0, vocab_size)
+  std::vector<int32_t> special_ids;  // never selected (any order, duplicates fine)
+  double mask_replace_prob = 0.8;    // HF DataCollatorForLanguageModeling defaults
   double random_replace_prob = 0.1;
 };
 
@@ -49,7 +49,9 @@ class MlmMasker {
   int64_t apply(std::span<int32_t> ids, std::span<int32_t> labels, double mask_rate, uint64_t seed,
                 uint64_t sequence_key) const;
 
-  bool is_special(int32_t id) const { return id >= 0 && id < int64_t(special_.size()) && special_[size_t(id)]; }
+  bool is_special(int32_t id) const {
+    return id >= 0 && id < int64_t(special_.size()) && special_[size_t(id)];
+  }
   const MlmMaskingConfig& config() const { return cfg_; }
 
  private:

@@ -35,7 +35,8 @@ uint64_t feistel_permute(uint64_t i, uint64_t n, uint64_t key, uint64_t stream) 
 }
 
 TokenWindows::TokenWindows(const std::vector<std::string>& shard_prefixes, int64_t window, uint64_t seed,
-                           uint64_t stream, uint64_t expect_vocab, uint64_t expect_fp, const std::string& label)
+                           uint64_t stream, uint64_t expect_vocab, uint64_t expect_fp,
+                           const std::string& label)
     : window_(window), seed_(seed), stream_(stream), label_(label) {
   if (window < 1) fail("data: ", label, ": window length must be >= 1, got ", window);
   if (shard_prefixes.empty()) fail("data: ", label, ": no shards listed");
@@ -45,13 +46,14 @@ TokenWindows::TokenWindows(const std::vector<std::string>& shard_prefixes, int64
     auto sh = Shard::open(prefix);
     const ShardHeader& h = sh->header();
     if (expect_vocab && h.vocab_size != expect_vocab)
-      fail(prefix, ".idx: made for a vocabulary of ", h.vocab_size, " tokens but the model has ", expect_vocab,
-           " (re-tokenize with the model's tokenizer)");
+      fail(prefix, ".idx: made for a vocabulary of ", h.vocab_size, " tokens but the model has ",
+           expect_vocab, " (re-tokenize with the model's tokenizer)");
     if (expect_fp && h.tokenizer_fingerprint != expect_fp)
       fail(prefix, ".idx: made with another tokenizer (fingerprint ", h.tokenizer_fingerprint, ", expected ",
            expect_fp, "); re-run lmforge tokenize with this model's tokenizer");
     if (!shards_.empty() && h.eos_id != eos_id_)
-      fail(prefix, ".idx: EOS id ", h.eos_id, " differs from the other shards of ", label, " (", eos_id_, ")");
+      fail(prefix, ".idx: EOS id ", h.eos_id, " differs from the other shards of ", label, " (", eos_id_,
+           ")");
     eos_id_ = uint32_t(h.eos_id);
     vocab_size_ = h.vocab_size;
     num_tokens_ += h.num_tokens;
@@ -69,7 +71,8 @@ TokenWindows::TokenWindows(const std::vector<std::string>& shard_prefixes, int64
 std::vector<int32_t> TokenWindows::window_tokens(int64_t w) const {
   LMF_CHECK(w >= 0 && w < num_windows());
   // Document d holds windows [win_cum_[d], win_cum_[d+1]).
-  const uint64_t d = uint64_t(std::upper_bound(win_cum_.begin(), win_cum_.end(), uint64_t(w)) - win_cum_.begin()) - 1;
+  const uint64_t d =
+      uint64_t(std::upper_bound(win_cum_.begin(), win_cum_.end(), uint64_t(w)) - win_cum_.begin()) - 1;
   const size_t s = size_t(std::upper_bound(doc_start_.begin(), doc_start_.end(), d) - doc_start_.begin()) - 1;
   const Shard& sh = *shards_[s];
   const uint64_t local = d - doc_start_[s];
@@ -98,7 +101,8 @@ std::vector<int32_t> TokenWindows::next() {
   }
   const int64_t i = index_++;
   const int64_t w =
-      shuffle_ ? int64_t(feistel_permute(uint64_t(i), uint64_t(n), seed_, stream_ ^ (uint64_t(epoch_) << 40))) : i;
+      shuffle_ ? int64_t(feistel_permute(uint64_t(i), uint64_t(n), seed_, stream_ ^ (uint64_t(epoch_) << 40)))
+               : i;
   return window_tokens(w);
 }
 

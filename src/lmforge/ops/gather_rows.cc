@@ -24,7 +24,8 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& idx_in) {
   if (idx.device().is_cpu())
     for (int64_t i = 0; i < idx.numel(); i++) {
       const int64_t r = cpu::load_index(idx.data_ptr(), i, idx.dtype());
-      if (r < 0 || r >= N) fail("[gather_rows] idx[", i, "] = ", r, " is out of range for x with ", N, " rows");
+      if (r < 0 || r >= N)
+        fail("[gather_rows] idx[", i, "] = ", r, " is out of range for x with ", N, " rows");
     }
   Tensor x = x_in.contiguous();
   Tensor out = Tensor::empty({idx.numel(), H}, x.dtype(), x.device());
@@ -39,18 +40,20 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& idx_in) {
   Tensor idx_saved = ag::detach(idx);
   const Shape x_shape = x.shape();
   const DType x_dtype = x.dtype();
-  ag::record(op, {x_in, idx_in}, {&out}, [idx_saved, x_shape, x_dtype](ag::GradContext& ctx) -> std::vector<Tensor> {
-    ag::NoGradGuard ng;
-    if (!ctx.needs_grad(0)) return {Tensor(), Tensor()};
-    const Tensor& g = ctx.grad_output(0);
-    const DType acc = detail::grad_acc_dtype(x_dtype);
-    Tensor dx_acc = Tensor::zeros(x_shape, acc, g.device());
-    if (idx_saved.numel() > 0) LMF_DISPATCH(g, embedding_backward, idx_saved, g.contiguous(), dx_acc);
-    if (acc == x_dtype) return {dx_acc, Tensor()};
-    Tensor dx = Tensor::empty(x_shape, x_dtype, g.device());
-    LMF_DISPATCH(dx, cast, dx_acc, dx);
-    return {dx, Tensor()};
-  });
+  ag::record(op, {x_in, idx_in}, {&out},
+             [idx_saved, x_shape, x_dtype](ag::GradContext& ctx) -> std::vector<Tensor> {
+               ag::NoGradGuard ng;
+               if (!ctx.needs_grad(0)) return {Tensor(), Tensor()};
+               const Tensor& g = ctx.grad_output(0);
+               const DType acc = detail::grad_acc_dtype(x_dtype);
+               Tensor dx_acc = Tensor::zeros(x_shape, acc, g.device());
+               if (idx_saved.numel() > 0)
+                 LMF_DISPATCH(g, embedding_backward, idx_saved, g.contiguous(), dx_acc);
+               if (acc == x_dtype) return {dx_acc, Tensor()};
+               Tensor dx = Tensor::empty(x_shape, x_dtype, g.device());
+               LMF_DISPATCH(dx, cast, dx_acc, dx);
+               return {dx, Tensor()};
+             });
   return out;
 }
 

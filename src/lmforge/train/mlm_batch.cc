@@ -22,8 +22,9 @@ MlmSpecialTokens mlm_special_tokens(const Tokenizer& tok, const std::string& mas
   const std::vector<int32_t> plain = tok.encode(probe, false), with = tok.encode(probe, true);
   auto it = std::search(with.begin(), with.end(), plain.begin(), plain.end());
   if (plain.empty() || it == with.end())
-    fail(tok.source(), ": the post-processor does more than add special tokens around a sequence; "
-                       "MLM pre-training needs [CLS]/[SEP]-style templates");
+    fail(tok.source(),
+         ": the post-processor does more than add special tokens around a sequence; "
+         "MLM pre-training needs [CLS]/[SEP]-style templates");
   sp.prefix.assign(with.begin(), it);
   sp.suffix.assign(it + std::ptrdiff_t(plain.size()), with.end());
 
@@ -53,7 +54,8 @@ MlmSpecialTokens mlm_special_tokens(const Tokenizer& tok, const std::string& mas
   return sp;
 }
 
-MlmMaskingConfig mlm_masking_config(const MlmSpecialTokens& sp, double mask_replace_prob, double random_replace_prob) {
+MlmMaskingConfig mlm_masking_config(const MlmSpecialTokens& sp, double mask_replace_prob,
+                                    double random_replace_prob) {
   MlmMaskingConfig c;
   c.mask_id = sp.mask_id;
   c.vocab_size = sp.vocab_size;

@@ -20,10 +20,10 @@ namespace lmf {
 struct MlmSpecialTokens {
   std::vector<int32_t> prefix, suffix;  // around every sequence (e.g. [CLS] / [SEP])
   int32_t mask_id = -1;
-  int32_t pad_id = 0;                   // fills padded positions (never attended)
-  std::vector<int32_t> never_masked;    // every special id (added tokens marked special, prefix,
-                                        // suffix, mask, pad, eos, bos)
-  int64_t vocab_size = 0;               // random replacements come from [0, vocab_size)
+  int32_t pad_id = 0;                 // fills padded positions (never attended)
+  std::vector<int32_t> never_masked;  // every special id (added tokens marked special, prefix,
+                                      // suffix, mask, pad, eos, bos)
+  int64_t vocab_size = 0;             // random replacements come from [0, vocab_size)
   // Content tokens per sequence for a max_length: max_length - prefix - suffix. Throws
   // lmf::Error "data.max_length: ..." when that leaves no room for a token.
   int64_t window_for(int64_t max_length) const;
@@ -37,14 +37,15 @@ struct MlmSpecialTokens {
 MlmSpecialTokens mlm_special_tokens(const Tokenizer& tok, const std::string& mask_token = "");
 
 // The masking configuration for these special tokens (HF replace probabilities given).
-MlmMaskingConfig mlm_masking_config(const MlmSpecialTokens& sp, double mask_replace_prob, double random_replace_prob);
+MlmMaskingConfig mlm_masking_config(const MlmSpecialTokens& sp, double mask_replace_prob,
+                                    double random_replace_prob);
 
 struct MlmBatch {
-  TokenBatch batch;                    // [B, T] i64, right-padded with pad_id; attention_mask
-  std::vector<int64_t> masked_index;   // positions of the labelled tokens in the unpadded stream
-                                       // (row-major over real tokens, RaggedBatch order)
-  std::vector<int64_t> masked_label;   // their original ids
-  int64_t num_tokens = 0;              // real tokens (special tokens included)
+  TokenBatch batch;                   // [B, T] i64, right-padded with pad_id; attention_mask
+  std::vector<int64_t> masked_index;  // positions of the labelled tokens in the unpadded stream
+                                      // (row-major over real tokens, RaggedBatch order)
+  std::vector<int64_t> masked_label;  // their original ids
+  int64_t num_tokens = 0;             // real tokens (special tokens included)
   int64_t num_masked() const { return int64_t(masked_index.size()); }
 };
 

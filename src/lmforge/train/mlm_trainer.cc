@@ -14,7 +14,7 @@ namespace lmf {
 
 namespace {
 
-constexpr uint64_t kDropoutStream = 0x64726f706f75746dull;  // "dropoutm"
+constexpr uint64_t kDropoutStream = 0x64726f706f75746dull;   // "dropoutm"
 constexpr uint64_t kEvalMaskStream = 0x6576616c2d6d736bull;  // "eval-msk"
 
 // The languages of every phase (each once, in order of first appearance) and the phases'
@@ -26,7 +26,8 @@ std::unique_ptr<LanguageSampler> make_sampler(const PretrainConfig& cfg, const M
     LanguagePhase lp{ph.name, ph.tau, {}};
     for (const MixtureComponent& src : ph.sources) {
       lp.languages.push_back(src.name);
-      auto it = std::find_if(langs.begin(), langs.end(), [&](const LanguageShards& l) { return l.name == src.name; });
+      auto it = std::find_if(langs.begin(), langs.end(),
+                             [&](const LanguageShards& l) { return l.name == src.name; });
       if (it == langs.end())
         langs.push_back({src.name, src.shard_prefixes});
       else if (it->shard_prefixes != src.shard_prefixes)
@@ -35,12 +36,13 @@ std::unique_ptr<LanguageSampler> make_sampler(const PretrainConfig& cfg, const M
     }
     phases.push_back(std::move(lp));
   }
-  return std::make_unique<LanguageSampler>(std::move(langs), std::move(phases), sp.window_for(cfg.seq_len), cfg.seed,
-                                           cfg.expect_vocab_size, cfg.expect_tokenizer_fingerprint);
+  return std::make_unique<LanguageSampler>(std::move(langs), std::move(phases), sp.window_for(cfg.seq_len),
+                                           cfg.seed, cfg.expect_vocab_size, cfg.expect_tokenizer_fingerprint);
 }
 
 void validate(const PretrainConfig& cfg) {
-  if (cfg.objective != PretrainObjective::mlm) fail("pretrain: the MLM trainer needs train.objective = \"mlm\"");
+  if (cfg.objective != PretrainObjective::mlm)
+    fail("pretrain: the MLM trainer needs train.objective = \"mlm\"");
   if (cfg.phases.empty()) fail("pretrain: no training data given");
   if (cfg.phases.front().start_step != 0) fail("pretrain: the first data phase must start at step 0");
   if (cfg.micro_batch < 1 || cfg.grad_accum < 1) fail("pretrain: micro_batch and grad_accum must be >= 1");
@@ -54,7 +56,8 @@ void validate(const PretrainConfig& cfg) {
 
 // Loss (sum over the masked rows) of one batch: encode unpadded, gather the masked rows, MLM
 // head transform, fused cross-entropy against the decoder weight and bias.
-ops::CrossEntropyResult mlm_loss(MaskedLM& model, const MlmBatch& mb, const ForwardOptions& fo, bool want_topk) {
+ops::CrossEntropyResult mlm_loss(MaskedLM& model, const MlmBatch& mb, const ForwardOptions& fo,
+                                 bool want_topk) {
   const Device dev = model.params().device();
   RaggedBatch ragged = unpad(mb.batch);
   LMF_CHECK(ragged.num_tokens() == mb.num_tokens, "MLM batch layout disagrees with unpad()");
@@ -66,8 +69,8 @@ ops::CrossEntropyResult mlm_loss(MaskedLM& model, const MlmBatch& mb, const Forw
   opt.reduction = ops::CrossEntropyReduction::sum;
   opt.want_topk = want_topk;
   // HF: decoder(h.to(decoder.dtype)).
-  return ops::cross_entropy_with_bias(ops::cast(t, W.dtype()), W, b, to_index_tensor(mb.masked_label, dev), Tensor(),
-                                      opt);
+  return ops::cross_entropy_with_bias(ops::cast(t, W.dtype()), W, b, to_index_tensor(mb.masked_label, dev),
+                                      Tensor(), opt);
 }
 
 }  // namespace
@@ -95,7 +98,8 @@ MlmEvalResult evaluate_mlm(MaskedLM& model, const std::vector<MixtureComponent>&
   int64_t hits_all = 0;
   for (size_t li = 0; li < languages.size(); li++) {
     const MixtureComponent& lang = languages[li];
-    TokenWindows w(lang.shard_prefixes, window, seed, 0, expect_vocab, expect_fp, "eval language '" + lang.name + "'");
+    TokenWindows w(lang.shard_prefixes, window, seed, 0, expect_vocab, expect_fp,
+                   "eval language '" + lang.name + "'");
     w.set_shuffle(false);
     const int64_t n = w.num_windows();
     int64_t batches = (n + micro_batch - 1) / micro_batch;
@@ -134,8 +138,8 @@ void MlmTrainer::check_data(const PretrainConfig& cfg, const MlmSpecialTokens& s
   make_sampler(cfg, special);
   const int64_t window = special.window_for(cfg.seq_len);
   for (const auto& l : cfg.eval_sources)
-    TokenWindows(l.shard_prefixes, window, cfg.seed, 0, cfg.expect_vocab_size, cfg.expect_tokenizer_fingerprint,
-                 "eval language '" + l.name + "'");
+    TokenWindows(l.shard_prefixes, window, cfg.seed, 0, cfg.expect_vocab_size,
+                 cfg.expect_tokenizer_fingerprint, "eval language '" + l.name + "'");
 }
 
 MlmTrainer::MlmTrainer(PretrainConfig cfg, MaskedLM& model, MlmSpecialTokens special, Callbacks cb)
@@ -168,8 +172,12 @@ void MlmTrainer::enter_phase() {
     const DataPhase& ph = cfg_.phases[k];
     nlohmann::json langs = nlohmann::json::array();
     for (const auto& s : ph.sources) langs.push_back(s.name);
-    cb_.on_event({{"event", "phase"}, {"step", step_}, {"phase", ph.name}, {"mask_rate", ph.mask_rate},
-                  {"tau", ph.tau}, {"languages", langs}});
+    cb_.on_event({{"event", "phase"},
+                  {"step", step_},
+                  {"phase", ph.name},
+                  {"mask_rate", ph.mask_rate},
+                  {"tau", ph.tau},
+                  {"languages", langs}});
   }
   sampler_->set_phase(k);
   phase_ = k;
@@ -185,7 +193,8 @@ MlmTrainer::StepResult MlmTrainer::run_step(std::vector<int64_t>& by_language) {
     for (int64_t b = 0; b < cfg_.micro_batch; b++) {
       seqs.push_back(sampler_->next());
       by_language[seqs.back().language]++;
-      for (int64_t s : cfg_.debug_poison_samples) res.poisoned = res.poisoned || uint64_t(s) == seqs.back().sample;
+      for (int64_t s : cfg_.debug_poison_samples)
+        res.poisoned = res.poisoned || uint64_t(s) == seqs.back().sample;
     }
     micro.push_back(make_mlm_batch(seqs, special_, masker_, rate, cfg_.seed));
     res.tokens += micro.back().num_tokens;
@@ -239,12 +248,16 @@ void MlmTrainer::train() {
       nlohmann::json seqs = nlohmann::json::object();
       for (size_t k = 0; k < by_language.size(); k++)
         if (by_language[k]) seqs[sampler_->language_name(k)] = by_language[k];
-      nlohmann::json rec = {{"step", step_},          {"tokens", tokens_},
+      nlohmann::json rec = {{"step", step_},
+                            {"tokens", tokens_},
                             {"masked_tokens", masked_ - masked_at_log},
                             {"loss", loss_acc / double(loss_n)},
-                            {"lr", lr},               {"grad_norm", norm},
-                            {"phase", ph.name},       {"mask_rate", ph.mask_rate},
-                            {"micro_batches", cfg_.grad_accum}, {"sequences_by_language", seqs}};
+                            {"lr", lr},
+                            {"grad_norm", norm},
+                            {"phase", ph.name},
+                            {"mask_rate", ph.mask_rate},
+                            {"micro_batches", cfg_.grad_accum},
+                            {"sequences_by_language", seqs}};
       meter.fill(rec, tokens_, ps, model_.train_flops_per_token(cfg_.seq_len));
       if (cb_.on_log) cb_.on_log(rec);
       loss_acc = 0;
@@ -328,8 +341,11 @@ void MlmTrainer::rollback(const std::string& reason, const nlohmann::json& curso
   // Skip the data seen since the checkpoint, the offending batch included (PaLM's remedy).
   sampler_->load_state(cursor_after);
   if (cb_.on_event)
-    cb_.on_event({{"event", "spike_rollback"}, {"step", bad_step}, {"reason", reason},
-                  {"restored_step", step_}, {"checkpoint", last_checkpoint_}});
+    cb_.on_event({{"event", "spike_rollback"},
+                  {"step", bad_step},
+                  {"reason", reason},
+                  {"restored_step", step_},
+                  {"checkpoint", last_checkpoint_}});
 }
 
 }  // namespace lmf

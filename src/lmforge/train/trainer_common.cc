@@ -34,7 +34,8 @@ double OptimizerCore::step(double lr) {
   const double norm = grad_norm(ps_.flat_grads().slice(0, 0, std::max<int64_t>(T, 1)));
   const double factor = cfg_.clip_grad_norm > 0 ? clip_factor(norm, cfg_.clip_grad_norm) : 1.0;
   Tensor compute = ps_.flat_compute().defined() ? ps_.flat_compute().slice(0, 0, T) : Tensor();
-  if (T > 0) opt_->step(ps_.flat_master().slice(0, 0, T), ps_.flat_grads().slice(0, 0, T), compute, lr, factor);
+  if (T > 0)
+    opt_->step(ps_.flat_master().slice(0, 0, T), ps_.flat_grads().slice(0, 0, T), compute, lr, factor);
   return norm;
 }
 
@@ -56,7 +57,8 @@ nlohmann::json OptimizerCore::load(const std::string& ckpt) {
   return read_trainer_state(ckpt);
 }
 
-void ThroughputMeter::fill(nlohmann::json& rec, int64_t tokens_now, const ParamStore& ps, double flops_per_token) {
+void ThroughputMeter::fill(nlohmann::json& rec, int64_t tokens_now, const ParamStore& ps,
+                           double flops_per_token) {
   synchronize(ps.device());
   const double dt = std::chrono::duration<double>(Clock::now() - t_).count();
   const double tps = double(tokens_now - tokens_at_) / std::max(dt, 1e-9);
