@@ -23,14 +23,15 @@ namespace {
 // Materialized reference: logits [N, V] in double, softmax, loss, ranks and gradients of
 // grad_scale * sum_n row_loss_n.
 struct Naive {
-  std::vector<double> lse, row_loss, dh, dW;
+  std::vector<double> lse, row_loss, dh, dW, db;
   std::array<int64_t, 3> hits = {0, 0, 0};
   int64_t count = 0;
   double weight_sum = 0, total = 0;
 };
 
+// With a bias b (non-empty), logits are h W^T + b and db is filled.
 Naive naive_ce(const Tensor& h_t, const Tensor& W_t, const std::vector<int64_t>& tg, const std::vector<double>& w,
-               double grad_scale) {
+               double grad_scale, const std::vector<double>& b = {}) {
   const auto h = h_t.to_double_vector(), W = W_t.to_double_vector();
   const int64_t H = W_t.size(1), V = W_t.size(0), N = int64_t(tg.size());
   Naive r;
@@ -38,12 +39,14 @@ Naive naive_ce(const Tensor& h_t, const Tensor& W_t, const std::vector<int64_t>&
   r.row_loss.assign(size_t(N), 0);
   r.dh.assign(size_t(N * H), 0);
   r.dW.assign(size_t(V * H), 0);
+  r.db.assign(size_t(V), 0);
   std::vector<double> z(static_cast<size_t>(V));
   for (int64_t n = 0; n < N; n++) {
     double mx = -INFINITY;
     for (int64_t v = 0; v < V; v++) {
       double s = 0;
       for (int64_t k = 0; k < H; k++) s += h[size_t(n * H + k)] * W[size_t(v * H + k)];
+      if (!b.empty()) s += b[size_t(v)];
       z[size_t(v)] = s;
       mx = std::max(mx, s);
     }
@@ -65,6 +68,7 @@ Naive naive_ce(const Tensor& h_t, const Tensor& W_t, const std::vector<int64_t>&
     r.hits[2] += rank < 10;
     for (int64_t v = 0; v < V; v++) {
       const double dz = grad_scale * wn * (std::exp(z[size_t(v)] - lse) - (v == t ? 1.0 : 0.0));
+      r.db[size_t(v)] += dz;
       for (int64_t k = 0; k < H; k++) {
         r.dh[size_t(n * H + k)] += dz * W[size_t(v * H + k)];
         r.dW[size_t(v * H + k)] += dz * h[size_t(n * H + k)];
@@ -152,7 +156,7 @@ TEST(OpsCrossEntropy, KernelWritesLseForEveryRow) {
   Tensor lse = Tensor::empty({N}, DType::f32), loss = Tensor::empty({N}, DType::f32);
   Tensor hits = Tensor::empty({3}, DType::i64);
   CrossEntropyChunksGuard guard({4, 6});
-  cpu::cross_entropy_forward(h, W, i64_tensor(tg), Tensor(), lse, loss, hits);
+  cpu::cross_entropy_forward(h, W, Tensor(), i64_tensor(tg), Tensor(), lse, loss, hits);
   EXPECT_LT(vec_rel(lse.to_double_vector(), ref.lse), 1e-6);
   EXPECT_LT(vec_rel(loss.to_double_vector(), ref.row_loss), 1e-5);
   EXPECT_EQ(loss.to_double_vector()[2], 0.0);
@@ -371,4 +375,133 @@ TEST(OpsCrossEntropy, BadArgumentsThrow) {
   expect_error([&] { ops::cross_entropy_logits(random_tensor({5}, DType::f32, 1), i64_tensor({0})); },
                "[cross_entropy_logits] logits must be [..., C]");
   expect_error([&] { ops::cross_entropy_logits(h, i64_tensor({0, 1, 3, 2})); }, "targets[2] = 3 is out of range");
+}
+
+// ---- vocabulary bias (MLM decoders): logits = h W^T + b ----------------------------------------
+
+TEST(OpsCrossEntropy, BiasForwardAndBackwardMatchNaiveAcrossChunkings) {
+  const int64_t N = 29, H = 12, V = 47;
+  for (DType dt : {DType::f32, DType::f64}) {
+    const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+    const double grad_tol = dt == DType::f64 ? 2e-7 : 1e-5;
+    Tensor h0 = random_tensor({N, H}, dt, 81), W0 = random_tensor({V, H}, dt, 82);
+    // A bias large enough to change the softmax noticeably (and the top-k ranks).
+    Tensor b0 = random_tensor({V}, dt, 83, -3.f, 3.f);
+    auto tg = make_targets(N, V, 6, 84);
+    Tensor wts = random_tensor({N}, DType::f32, 85, 0.1f, 1.f);
+    const Naive no_bias = naive_ce(h0, W0, tg, wts.to_double_vector(), 1.0);
+    const Naive probe = naive_ce(h0, W0, tg, wts.to_double_vector(), 1.0, b0.to_double_vector());
+    const Naive ref = naive_ce(h0, W0, tg, wts.to_double_vector(), 1.0 / double(probe.count), b0.to_double_vector());
+    ASSERT_GT(std::abs(ref.total - no_bias.total), 0.1 * ref.total);  // the bias matters
+    for (auto ch : std::vector<Chunking>{{0, 0}, {8, 16}, {5, 7}, {1, 1}}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " rows " + std::to_string(ch.rows) + " vocab " +
+                   std::to_string(ch.vocab));
+      Tensor h = h0.clone(), W = W0.clone(), b = b0.clone();
+      for (Tensor* t : {&h, &W, &b}) autograd::set_requires_grad(*t);
+      ops::CrossEntropyOptions opt;
+      opt.want_topk = true;
+      opt.chunk_rows = ch.rows;
+      opt.chunk_vocab = ch.vocab;
+      auto res = ops::cross_entropy_with_bias(h, W, b, i64_tensor(tg), wts, opt);
+      EXPECT_NEAR(res.loss.item(), ref.total / double(ref.count), tol * ref.total);
+      EXPECT_LT(vec_rel(res.row_loss.to_double_vector(), ref.row_loss), tol);
+      EXPECT_EQ(res.topk_hits, ref.hits);
+      autograd::backward(res.loss);
+      EXPECT_LT(vec_rel(autograd::grad(h).to_double_vector(), ref.dh), grad_tol);
+      EXPECT_LT(vec_rel(autograd::grad(W).to_double_vector(), ref.dW), grad_tol);
+      EXPECT_LT(vec_rel(autograd::grad(b).to_double_vector(), ref.db), grad_tol);
+      EXPECT_EQ(autograd::grad(b).dtype(), dt == DType::f64 ? DType::f64 : DType::f32);
+    }
+  }
+}
+
+TEST(OpsCrossEntropy, BiasHandComputedRow) {
+  // One row, H = 1, h = 1, W = 0: logits = b = (0, ln 2, ln 3 ... ) -> softmax p_v = (v+1) / 10
+  // for V = 4 (1 + 2 + 3 + 4 = 10). Target 2: loss = -ln 0.3; d b = p - onehot.
+  Tensor h = Tensor::from_floats({1.f}, {1, 1}, DType::f64);
+  Tensor W = Tensor::zeros({4, 1}, DType::f64);
+  Tensor b = Tensor::from_floats({0.f, float(std::log(2.0)), float(std::log(3.0)), float(std::log(4.0))}, {4},
+                                 DType::f64);
+  // (ln k rounded to float; recompute p from the rounded values)
+  auto bv = b.to_double_vector();
+  double se = 0;
+  for (double x : bv) se += std::exp(x);
+  autograd::set_requires_grad(b);
+  autograd::set_requires_grad(W);
+  auto res = ops::cross_entropy_with_bias(h, W, b, i64_tensor({2}));
+  EXPECT_NEAR(res.loss.item(), std::log(se) - bv[2], 1e-12);
+  EXPECT_NEAR(res.loss.item(), -std::log(0.3), 1e-6);
+  autograd::backward(res.loss);
+  auto db = autograd::grad(b).to_double_vector();
+  for (int v = 0; v < 4; v++) EXPECT_NEAR(db[size_t(v)], std::exp(bv[size_t(v)]) / se - (v == 2), 1e-12);
+  EXPECT_NEAR(db[0], 0.1, 1e-6);
+  EXPECT_NEAR(db[2], 0.3 - 1.0, 1e-6);
+  // dW[v] = dz_v * h = db[v] here.
+  auto dW = autograd::grad(W).to_double_vector();
+  for (int v = 0; v < 4; v++) EXPECT_NEAR(dW[size_t(v)], db[size_t(v)], 1e-12);
+}
+
+TEST(OpsCrossEntropy, BiasGradCheckFp64) {
+  const int64_t N = 6, H = 4, V = 9;
+  Tensor h = random_tensor({N, H}, DType::f64, 91, -1.5f, 1.5f), W = random_tensor({V, H}, DType::f64, 92, -1.5f, 1.5f);
+  Tensor b = random_tensor({V}, DType::f64, 93, -2.f, 2.f);
+  Tensor tg = i64_tensor(make_targets(N, V, 3, 94));  // rows 2 and 5 ignored
+  Tensor wts = random_tensor({N}, DType::f32, 95, 0.1f, 1.f);
+  for (bool weighted : {false, true})
+    for (auto ch : std::vector<Chunking>{{0, 0}, {4, 2}}) {
+      ops::CrossEntropyOptions opt;
+      opt.chunk_rows = ch.rows;
+      opt.chunk_vocab = ch.vocab;
+      auto fn = [&](const std::vector<Tensor>& x) {
+        return ops::cross_entropy_with_bias(x[0], x[1], x[2], x[3], weighted ? x[4] : Tensor(), opt).loss;
+      };
+      auto res = test::gradcheck(fn, {h, W, b, tg, wts}, 1e-6, {true, true, true, false, false});
+      EXPECT_LT(res.max_rel_error, 1e-6) << "weighted " << weighted << " chunks " << ch.rows << "x" << ch.vocab
+                                         << ": " << res.worst;
+    }
+}
+
+TEST(OpsCrossEntropy, BiasGradientAccumulatesIntoSlotAndUndefinedBiasIsPlain) {
+  const int64_t N = 10, H = 6, V = 25;
+  Tensor h = random_tensor({N, H}, DType::f32, 101), W = random_tensor({V, H}, DType::f32, 102);
+  Tensor b = random_tensor({V}, DType::f32, 103, -1.f, 1.f);
+  Tensor w_slot = Tensor::zeros({V * H}, DType::f32), b_slot = Tensor::zeros({V}, DType::f32);
+  autograd::make_param(W, w_slot, "cls.predictions.decoder.weight");
+  autograd::make_param(b, b_slot, "cls.predictions.bias");
+  auto tg = make_targets(N, V, 4, 104);
+  const Naive ref = naive_ce(h, W, tg, {}, 1.0, b.to_double_vector());
+  ops::CrossEntropyOptions opt;
+  opt.chunk_vocab = 8;
+  opt.chunk_rows = 3;
+  for (int micro = 0; micro < 2; micro++)
+    autograd::backward(ops::cross_entropy_with_bias(h, W, b, i64_tensor(tg), Tensor(), opt).loss);
+  std::vector<double> twice_db(ref.db.size()), twice_dW(ref.dW.size());
+  for (size_t i = 0; i < twice_db.size(); i++) twice_db[i] = 2 * ref.db[i] / double(ref.count);
+  for (size_t i = 0; i < twice_dW.size(); i++) twice_dW[i] = 2 * ref.dW[i] / double(ref.count);
+  EXPECT_LT(vec_rel(b_slot.to_double_vector(), twice_db), 1e-5);
+  EXPECT_LT(vec_rel(w_slot.to_double_vector(), twice_dW), 1e-5);
+  // The column sums of softmax - onehot over the non-ignored rows sum to 0 over the vocabulary.
+  double total = 0;
+  for (double x : b_slot.to_double_vector()) total += x;
+  EXPECT_NEAR(total, 0.0, 1e-5);
+
+  // An undefined bias is exactly cross_entropy (same loss bits).
+  Tensor h2 = random_tensor({N, H}, DType::f32, 105);
+  auto plain = ops::cross_entropy(h2, W, i64_tensor(tg), Tensor(), opt);
+  auto none = ops::cross_entropy_with_bias(h2, W, Tensor(), i64_tensor(tg), Tensor(), opt);
+  EXPECT_EQ(plain.loss.item(), none.loss.item());
+  autograd::clear_tape();
+}
+
+TEST(OpsCrossEntropy, BiasBadArgumentsThrow) {
+  Tensor h = random_tensor({4, 3}, DType::f32, 111), W = random_tensor({6, 3}, DType::f32, 112);
+  Tensor tg = i64_tensor({0, 1, 5, -100});
+  expect_error([&] { ops::cross_entropy_with_bias(h, W, random_tensor({5}, DType::f32, 1), tg); },
+               "[cross_entropy] bias must be [6] (one per row of W), got [5]");
+  expect_error([&] { ops::cross_entropy_with_bias(h, W, random_tensor({6, 1}, DType::f32, 1), tg); },
+               "bias must be [6]");
+  expect_error([&] { ops::cross_entropy_with_bias(h, W, random_tensor({6}, DType::f64, 1), tg); },
+               "bias is f64 but W is f32");
+  expect_error([&] { ops::cross_entropy_with_bias(h, W, Tensor::from_vector<int64_t>({1, 2, 3, 4, 5, 6}, {6}), tg); },
+               "bias must be floating");
 }

@@ -29,6 +29,9 @@ struct TokenizeOptions {
 int run_tokenize(const TokenizeOptions& o) {
   Tokenizer tok = Tokenizer::from_file(o.tokenizer);
   auto eos = tok.eos_id();
+  // BERT-style WordPiece tokenizers define no EOS: [SEP] ends a document there (as in BERT's own
+  // pre-training data); MLM pre-training strips it before adding [CLS] ... [SEP] per sequence.
+  if (!eos) eos = tok.token_to_id("[SEP]");
   if (!eos) fail(o.tokenizer, ": the tokenizer defines no EOS token (needed between documents)");
   if (o.holdout < 0 || o.holdout >= 1) throw UsageError("--holdout: expected a fraction in [0, 1), got " + std::to_string(o.holdout));
   std::vector<std::string> docs;

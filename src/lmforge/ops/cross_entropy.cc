@@ -21,14 +21,15 @@ DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
 struct Prepared {
   Tensor h;        // [N, H]
   Tensor W;        // [V, H]
+  Tensor bias;     // [V] or undefined
   Tensor targets;  // [N] i32/i64
   Tensor weights;  // [N] f32 or undefined
   int64_t count = 0;
   double weight_sum = 0;
 };
 
-Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tensor& W, const Tensor& targets,
-                 const Tensor& weights) {
+Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tensor& W, const Tensor& bias,
+                 const Tensor& targets, const Tensor& weights) {
   check_defined(op, h_name, h);
   check_defined(op, "W", W);
   check_defined(op, "targets", targets);
@@ -52,9 +53,19 @@ Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tens
     fail("[", op, "] targets must have ", N, " elements (one per row of ", h_name, " ", shape_str(h.shape()), "), got ",
          shape_str(targets.shape()));
 
+  if (bias.defined()) {
+    check_floating(op, "bias", bias);
+    if (bias.dim() != 1 || bias.size(0) != V)
+      fail("[", op, "] bias must be [", V, "] (one per row of W), got ", shape_str(bias.shape()));
+    if (bias.dtype() != W.dtype())
+      fail("[", op, "] bias is ", dtype_name(bias.dtype()), " but W is ", dtype_name(W.dtype()), "; they must match");
+    check_same_device(op, W, bias);
+  }
+
   Prepared p;
   p.h = h.contiguous().view({N, H});
   p.W = W.contiguous();
+  if (bias.defined()) p.bias = bias.contiguous();
   p.targets = targets.contiguous().view({N});
 
   std::vector<float> w_host;
@@ -82,9 +93,31 @@ Prepared prepare(const char* op, const char* h_name, const Tensor& h, const Tens
   return p;
 }
 
+// Where a weight-like input's f32 (f64) gradient goes: straight into its parameter slot when
+// that is contiguous and of the accumulation dtype, else a zeroed tensor that is either returned
+// to the tape (no slot) or added into the slot afterwards (`slot` defined).
+struct AccTarget {
+  Tensor target, ret, slot;
+};
+
+AccTarget acc_target(const ag::GradContext& ctx, int j, const Tensor& like, DType acc) {
+  AccTarget a;
+  if (!ctx.needs_grad(j)) return a;
+  a.slot = ctx.param_grad_slot(j);
+  if (a.slot.defined() && a.slot.dtype() == acc && a.slot.is_contiguous()) {
+    a.target = a.slot;  // parameter: accumulate straight into its fp32 slot
+    a.slot = Tensor();
+  } else {
+    a.target = Tensor::zeros(like.shape(), acc, like.device());
+    if (!a.slot.defined()) a.ret = a.target;
+  }
+  return a;
+}
+
 CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, const Tensor& W_in,
-                       const Tensor& targets, const Tensor& weights, const CrossEntropyOptions& opt) {
-  Prepared p = prepare(op, h_name, h_in, W_in, targets, weights);
+                       const Tensor& bias_in, const Tensor& targets, const Tensor& weights,
+                       const CrossEntropyOptions& opt) {
+  Prepared p = prepare(op, h_name, h_in, W_in, bias_in, targets, weights);
   const int64_t N = p.h.size(0);
   const Device dev = p.h.device();
   const DType acc = acc_dtype(p.h.dtype());
@@ -95,7 +128,7 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
   Tensor hits = opt.want_topk ? Tensor::empty({3}, DType::i64, dev) : Tensor();
   {
     CrossEntropyChunksGuard guard(chunks);
-    LMF_DISPATCH(p.h, cross_entropy_forward, p.h, p.W, p.targets, p.weights, lse, row_loss, hits);
+    LMF_DISPATCH(p.h, cross_entropy_forward, p.h, p.W, p.bias, p.targets, p.weights, lse, row_loss, hits);
   }
 
   CrossEntropyResult res;
@@ -119,33 +152,27 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
   res.sum_loss = Tensor::full({1}, total, acc, dev);
 
   const Shape h_shape = h_in.shape();
-  Tensor h = ag::detach(p.h), W = ag::detach(p.W), tg = p.targets, wt = p.weights;
-  ag::record(op, {h_in, W_in}, {&res.loss, &res.sum_loss},
-             [h, W, tg, wt, lse, inv_denom, chunks, h_shape, acc](ag::GradContext& ctx) -> std::vector<Tensor> {
+  Tensor h = ag::detach(p.h), W = ag::detach(p.W), b = p.bias.defined() ? ag::detach(p.bias) : Tensor();
+  Tensor tg = p.targets, wt = p.weights;
+  ag::record(op, {h_in, W_in, bias_in}, {&res.loss, &res.sum_loss},
+             [h, W, b, tg, wt, lse, inv_denom, chunks, h_shape, acc](ag::GradContext& ctx) -> std::vector<Tensor> {
                // d total / d (sum of row losses): the upstream gradients of both outputs (read on
                // the host: one sync per backward of the loss).
                const double g = ctx.grad_output(0).item() * inv_denom + ctx.grad_output(1).item();
-               Tensor dh, dW_ret, dW_target, slot;
+               Tensor dh;
                if (ctx.needs_grad(0)) dh = Tensor::empty(h.shape(), h.dtype(), h.device());
-               if (ctx.needs_grad(1)) {
-                 slot = ctx.param_grad_slot(1);
-                 if (slot.defined() && slot.dtype() == acc && slot.is_contiguous()) {
-                   dW_target = slot;  // parameter: accumulate straight into its fp32 slot
-                 } else {
-                   dW_target = Tensor::zeros(W.shape(), acc, W.device());
-                   if (!slot.defined()) dW_ret = dW_target;
-                 }
-               }
+               AccTarget dW = acc_target(ctx, 1, W, acc);
+               AccTarget db = b.defined() ? acc_target(ctx, 2, b, acc) : AccTarget();
                if (g == 0.0) {
                  if (dh.defined()) dh.zero_();
-               } else if (dh.defined() || dW_target.defined()) {
+               } else if (dh.defined() || dW.target.defined() || db.target.defined()) {
                  CrossEntropyChunksGuard guard(chunks);
-                 LMF_DISPATCH(h, cross_entropy_backward, h, W, tg, wt, lse, float(g), dh, dW_target);
+                 LMF_DISPATCH(h, cross_entropy_backward, h, W, b, tg, wt, lse, float(g), dh, dW.target, db.target);
                }
                // A slot of another dtype or layout gets the gradient added afterwards.
-               if (slot.defined() && dW_target.defined() && dW_target.storage() != slot.storage())
-                 LMF_DISPATCH(slot, accumulate, slot, dW_target);
-               return {dh.defined() ? dh.view(h_shape) : Tensor(), dW_ret};
+               for (AccTarget* a : {&dW, &db})
+                 if (a->slot.defined()) LMF_DISPATCH(a->slot, accumulate, a->slot, a->target);
+               return {dh.defined() ? dh.view(h_shape) : Tensor(), dW.ret, db.ret};
              });
   return res;
 }
@@ -154,7 +181,12 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
 
 CrossEntropyResult cross_entropy(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
                                  const CrossEntropyOptions& options) {
-  return run("cross_entropy", "h", h, W, targets, weights, options);
+  return run("cross_entropy", "h", h, W, Tensor(), targets, weights, options);
+}
+
+CrossEntropyResult cross_entropy_with_bias(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                                           const Tensor& weights, const CrossEntropyOptions& options) {
+  return run("cross_entropy", "h", h, W, bias, targets, weights, options);
 }
 
 CrossEntropyResult cross_entropy_logits(const Tensor& logits, const Tensor& targets, const Tensor& weights,
@@ -168,7 +200,7 @@ CrossEntropyResult cross_entropy_logits(const Tensor& logits, const Tensor& targ
   std::vector<float> eye(size_t(C * C), 0.f);
   for (int64_t c = 0; c < C; c++) eye[size_t(c * C + c)] = 1.f;
   Tensor I = Tensor::from_floats(eye, {C, C}, logits.dtype(), logits.device());
-  return run("cross_entropy_logits", "logits", logits, I, targets, weights, options);
+  return run("cross_entropy_logits", "logits", logits, I, Tensor(), targets, weights, options);
 }
 
 }  // namespace lmf::ops

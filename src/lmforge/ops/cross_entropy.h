@@ -3,7 +3,8 @@
 // given logits.
 //
 // Semantics (HF / torch.nn.functional.cross_entropy with ignore_index = -100):
-//  row loss  l_n = w_n * (logsumexp_v z_nv - z_n,t_n),  z = h W^T, w_n = weights[n] (1 if none);
+//  row loss  l_n = w_n * (logsumexp_v z_nv - z_n,t_n),  z = h W^T (+ b with cross_entropy_with_bias),
+//            w_n = weights[n] (1 if none);
 //            rows whose target is -100 are ignored (loss 0, no gradient, not counted).
 //  reduction mean (default): sum_n l_n / count, count = number of non-ignored rows. With
 //            weights this is Mambaoutai's positional weighting (per-token loss x tanh(pos/10),
@@ -61,6 +62,18 @@ struct CrossEntropyResult {
 CrossEntropyResult cross_entropy(const Tensor& h, const Tensor& W, const Tensor& targets,
                                  const Tensor& weights = Tensor(),
                                  const CrossEntropyOptions& options = CrossEntropyOptions());
+
+// Fused linear + bias + cross-entropy: logits = h W^T + bias (MLM decoders carry a vocabulary
+// bias: BertLMPredictionHead.bias, ModernBertForMaskedLM's decoder bias). Same semantics, options
+// and errors as cross_entropy, plus:
+//  bias     [V], same dtype and device as W (undefined = no bias: exactly cross_entropy).
+// Also differentiable w.r.t. bias: d bias = column sums of d logits, accumulated in f32 (f64 for
+// f64 inputs) into bias's parameter gradient slot when it has one.
+// Throws lmf::Error "[cross_entropy] bias must be [V] ..." / "bias is <dt> but W is <dt>" /
+// a device mismatch.
+CrossEntropyResult cross_entropy_with_bias(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                                           const Tensor& weights = Tensor(),
+                                           const CrossEntropyOptions& options = CrossEntropyOptions());
 
 // Cross-entropy over given logits [..., C] (classification heads with few classes: sequence and
 // token classification, QA spans). Same semantics, targets and options; differentiable w.r.t.

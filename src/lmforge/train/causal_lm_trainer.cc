@@ -1,23 +1,15 @@
 #include "lmforge/train/causal_lm_trainer.h"
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 
 #include "lmforge/autograd/tape.h"
-#include "lmforge/core/device_memory.h"
-#include "lmforge/io/hf_params.h"
 #include "lmforge/ops/cross_entropy.h"
 #include "lmforge/ops/elementwise.h"
-#include "lmforge/train/checkpoint.h"
-#include "lmforge/train/grad_clip.h"
 
 namespace lmf {
 
 namespace {
-using Clock = std::chrono::steady_clock;
-// Dense bf16 peak of an H100 SXM, the MFU denominator bench/ and the peers use too.
-constexpr double kPeakFlopsCuda = 989e12;
 
 Tensor positional_weights(const Tensor& positions, double scale, Device dev) {
   auto pos = positions.to_float_vector();
@@ -117,25 +109,19 @@ CausalLMTrainer::CausalLMTrainer(PretrainConfig cfg, CausalLM& model, Callbacks 
   if (cfg_.phases.front().start_step != 0) fail("pretrain: the first data phase must start at step 0");
   if (cfg_.micro_batch < 1 || cfg_.grad_accum < 1) fail("pretrain: micro_batch and grad_accum must be >= 1");
   if (cfg_.max_steps < 1) fail("pretrain: max_steps must be >= 1, got ", cfg_.max_steps);
-  ParamStore& ps = model_.params();
-  std::vector<AdamWGroup> groups;
-  for (const auto& r : ps.decay_ranges())
-    groups.push_back({r.begin, r.end, r.weight_decay ? cfg_.adamw.weight_decay : 0.0, 1.0});
-  opt_ = std::make_unique<AdamW>(cfg_.adamw, ps.num_trainable(), ps.device(), groups);
+  ModelCheckpointing io;
+  io.hf_config = [this] { return model_.hf_config(); };
+  io.skip_on_save = model_.hf_skip_on_save();
+  io.optional_on_load = model_.hf_optional_on_load();
+  io.renames_on_load = model_.hf_renames_on_load();
+  core_ = std::make_unique<OptimizerCore>(cfg_, model_.params(), std::move(io));
   std::filesystem::create_directories(cfg_.run_dir);
 }
 
 CausalLMTrainer::~CausalLMTrainer() = default;
 
-size_t CausalLMTrainer::phase_index(int64_t step) const {
-  size_t k = 0;
-  for (size_t i = 0; i < cfg_.phases.size(); i++)
-    if (cfg_.phases[i].start_step <= step) k = i;
-  return k;
-}
-
 void CausalLMTrainer::ensure_phase_data() {
-  size_t k = phase_index(step_);
+  size_t k = phase_at(cfg_.phases, step_);
   if (k == data_phase_ && data_) return;
   if (data_) phase_cursors_[cfg_.phases[data_phase_].name] = data_->state();
   const DataPhase& ph = cfg_.phases[k];
@@ -176,10 +162,8 @@ CausalLMTrainer::StepResult CausalLMTrainer::run_micro_batches(int64_t n_micro) 
 
 void CausalLMTrainer::train() {
   ParamStore& ps = model_.params();
-  const int64_t T = ps.num_trainable();
   if (last_checkpoint_.empty()) last_checkpoint_ = save_checkpoint();  // rollback target
-  auto t_log = Clock::now();
-  int64_t tokens_at_log = tokens_;
+  ThroughputMeter meter(tokens_);
   double loss_acc = 0;
   int64_t loss_n = 0;
   while (step_ < cfg_.max_steps) {
@@ -195,28 +179,17 @@ void CausalLMTrainer::train() {
       continue;
     }
     const double lr = lr_at(cfg_.schedule, step_);
-    const double norm = grad_norm(ps.flat_grads().slice(0, 0, std::max<int64_t>(T, 1)));
-    const double factor = cfg_.clip_grad_norm > 0 ? clip_factor(norm, cfg_.clip_grad_norm) : 1.0;
-    Tensor compute = ps.flat_compute().defined() ? ps.flat_compute().slice(0, 0, T) : Tensor();
-    if (T > 0) opt_->step(ps.flat_master().slice(0, 0, T), ps.flat_grads().slice(0, 0, T), compute, lr, factor);
+    const double norm = core_->step(lr);
     step_++;
     tokens_ += r.tokens;
     loss_acc += r.loss;
     loss_n++;
     if (step_ % cfg_.log_every == 0 || step_ == cfg_.max_steps) {
-      synchronize(ps.device());
-      const double dt = std::chrono::duration<double>(Clock::now() - t_log).count();
-      const double tps = double(tokens_ - tokens_at_log) / std::max(dt, 1e-9);
       nlohmann::json rec = {{"step", step_}, {"tokens", tokens_}, {"loss", loss_acc / double(loss_n)},
-                            {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tps},
+                            {"lr", lr}, {"grad_norm", norm},
                             {"phase", cfg_.phases[data_phase_].name}, {"micro_batches", n_micro}};
-      if (ps.device().is_cuda()) {
-        rec["mfu"] = model_.train_flops_per_token(cfg_.seq_len) * tps / kPeakFlopsCuda;
-        rec["mem_gib"] = double(memory_stats(ps.device()).peak_bytes) / double(1ull << 30);
-      }
+      meter.fill(rec, tokens_, ps, model_.train_flops_per_token(cfg_.seq_len));
       if (cb_.on_log) cb_.on_log(rec);
-      t_log = Clock::now();
-      tokens_at_log = tokens_;
       loss_acc = 0;
       loss_n = 0;
     }
@@ -253,7 +226,6 @@ nlohmann::json CausalLMTrainer::trainer_state() const {
   if (data_) cursors[cfg_.phases[data_phase_].name] = data_->state();
   s["data_cursors"] = cursors;
   s["spike_guard"] = guard_.state();
-  s["optimizer_steps"] = opt_->steps_taken();
   s["max_steps"] = cfg_.max_steps;
   return s;
 }
@@ -272,21 +244,10 @@ void CausalLMTrainer::load_trainer_state(const nlohmann::json& s) {
   data_phase_ = size_t(-1);
 }
 
-std::string CausalLMTrainer::save_checkpoint() {
-  CheckpointPayload p;
-  p.model_config = model_.hf_config();
-  p.skip = model_.hf_skip_on_save();
-  for (auto& [name, t] : opt_->state_tensors()) p.optimizer.emplace_back(name, t);
-  p.trainer_state = trainer_state();
-  return save_run_checkpoint(cfg_.run_dir, step_, model_.params(), p, cfg_.keep_last);
-}
+std::string CausalLMTrainer::save_checkpoint() { return core_->save(step_, trainer_state()); }
 
 void CausalLMTrainer::resume_from(const std::string& ckpt) {
-  load_hf_params(model_.params(), ckpt, model_.hf_optional_on_load(), model_.hf_renames_on_load());
-  std::map<std::string, Tensor> st;
-  for (auto& [n, t] : read_optimizer_state(ckpt)) st[n] = t.to(model_.params().device());
-  opt_->load_state_tensors(st);
-  load_trainer_state(read_trainer_state(ckpt));
+  load_trainer_state(core_->load(ckpt));
   last_checkpoint_ = ckpt;
 }
 

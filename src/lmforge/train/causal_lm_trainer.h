@@ -12,6 +12,7 @@
 
 #include "lmforge/models/causal_lm.h"
 #include "lmforge/train/pretrain_config.h"
+#include "lmforge/train/trainer_common.h"
 
 namespace lmf {
 
@@ -34,11 +35,7 @@ EvalResult evaluate_causal_lm(CausalLM& model, PackedDataset& data, int64_t micr
 
 class CausalLMTrainer {
  public:
-  // Events for the CLI: every log line (metrics.jsonl record), evals, spikes, checkpoints.
-  struct Callbacks {
-    std::function<void(const nlohmann::json&)> on_log;
-    std::function<void(const nlohmann::json&)> on_event;
-  };
+  using Callbacks = TrainerCallbacks;
 
   CausalLMTrainer(PretrainConfig cfg, CausalLM& model, Callbacks cb);
   ~CausalLMTrainer();
@@ -62,7 +59,6 @@ class CausalLMTrainer {
   };
   StepResult run_micro_batches(int64_t n_micro);
   void ensure_phase_data();
-  size_t phase_index(int64_t step) const;
   nlohmann::json trainer_state() const;
   void load_trainer_state(const nlohmann::json& s);
   void rollback(const std::string& reason, const nlohmann::json& cursor_after);
@@ -70,7 +66,7 @@ class CausalLMTrainer {
   PretrainConfig cfg_;
   CausalLM& model_;
   Callbacks cb_;
-  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<OptimizerCore> core_;
   std::unique_ptr<PackedDataset> data_;
   size_t data_phase_ = size_t(-1);
   nlohmann::json phase_cursors_ = nlohmann::json::object();  // saved cursors of other phases

@@ -1,15 +1,16 @@
-// CPU reference: fused, chunked cross-entropy over logits = h W^T (contract in kernel_list.inc).
+// CPU reference: fused, chunked cross-entropy over logits = h W^T + b (contract in
+// kernel_list.inc; the bias b is optional: MLM decoders have one, LM heads do not).
 //
 // The algorithm, which the CUDA path follows step by step:
 //  forward, for each tile of R rows x Vc vocabulary entries:
-//    z = h[rows] W[chunk]^T                      (one GEMM into an R x Vc scratch buffer)
+//    z = h[rows] W[chunk]^T + b[chunk]           (one GEMM into an R x Vc scratch buffer)
 //    per row, fold the tile into a running max m and sum s = sum exp(z - m): the online
 //    log-sum-exp ("Online normalizer calculation for softmax", Milakov & Gimelshein 2018);
 //    count the tile's logits strictly greater than the target logit.
 //  then lse = m + log s and loss = w (lse - z_target); ignored rows (target -100) get loss 0.
 //  backward recomputes every tile: dz = g w (softmax - onehot) = g w (exp(z - lse) - [v = t]),
 //  dh[rows] += dz W[chunk] (overwritten output, accumulated over chunks in the compute type),
-//  dW_acc[chunk] += dz^T h[rows].
+//  dW_acc[chunk] += dz^T h[rows], dbias_acc[chunk] += column sums of dz.
 // Scratch memory is R x Vc + (R + Vc) x H elements whatever N and V are (tile sizes: see
 // backend/cross_entropy_chunks.h); it is allocated as CPU Tensors so memory_stats(cpu) sees it.
 //
@@ -19,7 +20,8 @@
 // so that rounding differences between the GEMM and the dot product never let the target outrank
 // itself. Ignored rows are not counted.
 //
-// Beyond the contract: dh or dW_acc may be undefined in the backward (that product is skipped).
+// The bias enters in the compute type (added to each GEMM tile entry; the target dot product adds
+// it in fp64 before rounding).
 // Compute type: f32 for f32/bf16/f16 inputs (bf16/f16 tiles are widened to f32 for cblas_sgemm),
 // f64 for f64 inputs (cblas_dgemm); exponentials are taken in the compute type, the running
 // sums and the target dot products are fp64.
@@ -102,6 +104,7 @@ struct Rows {
   const void* targets;
   DType target_dtype;
   const float* weights;  // null: every weight is 1
+  bool has_bias;
 
   // All targets as int64, checked serially (an exception must not leave an OpenMP region).
   std::vector<int64_t> load_targets() const {
@@ -116,23 +119,46 @@ struct Rows {
   double weight(int64_t n) const { return weights ? double(weights[n]) : 1.0; }
 };
 
-Rows make_rows(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights) {
+Rows make_rows(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets, const Tensor& weights) {
   LMF_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1) && targets.numel() == h.size(0));
   LMF_CHECK(h.dtype() == W.dtype());
+  LMF_CHECK(!bias.defined() || (bias.dtype() == h.dtype() && bias.numel() == W.size(0) && bias.is_contiguous()));
   LMF_CHECK(!weights.defined() || (weights.dtype() == DType::f32 && weights.numel() == h.size(0)));
-  return {h.size(0),          h.size(1),       W.size(0),
-          targets.data_ptr(), targets.dtype(), weights.defined() ? weights.data<float>() : nullptr};
+  return {h.size(0),       h.size(1),
+          W.size(0),       targets.data_ptr(),
+          targets.dtype(), weights.defined() ? weights.data<float>() : nullptr,
+          bias.defined()};
+}
+
+// The bias in the compute type (empty when there is none).
+template <class T, class C = acc_t<T>>
+std::vector<C> bias_in_compute_type(const Tensor& bias) {
+  std::vector<C> b;
+  if (!bias.defined()) return b;
+  const T* pb = bias.data<T>();
+  b.resize(size_t(bias.numel()));
+  for (size_t i = 0; i < b.size(); i++) b[i] = C(load(pb[i]));
+  return b;
+}
+
+// z[i * vc + c] += b[v0 + c] for the rb x vc tile.
+template <class C>
+void add_bias(C* z, int64_t rb, int64_t vc, const C* b) {
+#pragma omp parallel for if (rb * vc > 16384)
+  for (int64_t i = 0; i < rb; i++)
+    for (int64_t c = 0; c < vc; c++) z[i * vc + c] += b[c];
 }
 
 template <class T>
-void forward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor& lse, const Tensor& row_loss,
-                  const Tensor& topk_hits) {
+void forward_impl(const Tensor& h, const Tensor& W, const Tensor& bias, const Rows& P, const Tensor& lse,
+                  const Tensor& row_loss, const Tensor& topk_hits) {
   using C = acc_t<T>;
   const int64_t N = P.N, H = P.H, V = P.V;
   const Tiles tiles = tiles_for(N, V);
   const T* ph = h.data<T>();
   const T* pw = W.data<T>();
   const bool want_topk = topk_hits.defined();
+  const std::vector<C> b = bias_in_compute_type<T>(bias);
 
   // Target logits by direct dot products, rounded to the compute type like a tile entry.
   const std::vector<int64_t> tgt = P.load_targets();
@@ -142,6 +168,7 @@ void forward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor&
     if (tgt[n] == kIgnoreIndex) continue;
     double acc = 0;
     for (int64_t k = 0; k < H; k++) acc += double(load(ph[n * H + k])) * double(load(pw[tgt[n] * H + k]));
+    if (P.has_bias) acc += double(b[size_t(tgt[n])]);
     z_target[n] = C(acc);
   }
 
@@ -158,6 +185,7 @@ void forward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor&
       const int64_t vc = std::min(tiles.vocab, V - v0);
       const C* wb = as_compute(pw + v0 * H, vc * H, wbuf.p);
       gemm(false, true, rb, vc, H, hb, H, wb, H, C(0), logits.p, vc);
+      if (P.has_bias) add_bias(logits.p, rb, vc, b.data() + v0);
 #pragma omp parallel for if (rb * vc > 16384)
       for (int64_t i = 0; i < rb; i++) {
         const int64_t n = r0 + i;
@@ -198,8 +226,8 @@ void forward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor&
 }
 
 template <class T>
-void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor& lse, float grad_scale,
-                   const Tensor& dh, const Tensor& dW_acc) {
+void backward_impl(const Tensor& h, const Tensor& W, const Tensor& bias, const Rows& P, const Tensor& lse,
+                   float grad_scale, const Tensor& dh, const Tensor& dW_acc, const Tensor& dbias_acc) {
   using C = acc_t<T>;
   const int64_t N = P.N, H = P.H, V = P.V;
   const Tiles tiles = tiles_for(N, V);
@@ -208,9 +236,11 @@ void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor
   const C* plse = lse.data<C>();
   T* pdh = dh.defined() ? dh.data<T>() : nullptr;
   C* pdw = dW_acc.defined() ? dW_acc.data<C>() : nullptr;
-  if (!pdh && !pdw) return;
+  C* pdb = dbias_acc.defined() ? dbias_acc.data<C>() : nullptr;
+  if (!pdh && !pdw && !pdb) return;
 
   const std::vector<int64_t> tgt = P.load_targets();
+  const std::vector<C> b = bias_in_compute_type<T>(bias);
   constexpr bool widen = !std::is_same_v<T, C>;
   Scratch<C> hbuf(widen ? tiles.rows * H : 0), wbuf(widen ? tiles.vocab * H : 0);
   Scratch<C> dh_buf(widen && pdh ? tiles.rows * H : 0);
@@ -232,6 +262,7 @@ void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor
       const int64_t vc = std::min(tiles.vocab, V - v0);
       const C* wb = as_compute(pw + v0 * H, vc * H, wbuf.p);
       gemm(false, true, rb, vc, H, hb, H, wb, H, C(0), logits.p, vc);
+      if (P.has_bias) add_bias(logits.p, rb, vc, b.data() + v0);
 #pragma omp parallel for if (rb * vc > 16384)
       for (int64_t i = 0; i < rb; i++) {
         const int64_t n = r0 + i;
@@ -247,6 +278,15 @@ void backward_impl(const Tensor& h, const Tensor& W, const Rows& P, const Tensor
       }
       if (dh_acc) gemm(false, false, rb, H, vc, logits.p, vc, wb, H, C(1), dh_acc, H);
       if (pdw) gemm(true, false, vc, H, rb, logits.p, vc, hb, H, C(1), pdw + v0 * H, H);
+      if (pdb) {
+        // Column sums of dz, rows in order (deterministic), into the accumulator.
+#pragma omp parallel for if (rb * vc > 16384)
+        for (int64_t c = 0; c < vc; c++) {
+          C s = 0;
+          for (int64_t i = 0; i < rb; i++) s += logits.p[i * vc + c];
+          pdb[v0 + c] += s;
+        }
+      }
     }
     if constexpr (widen) {
       if (pdh)
@@ -259,23 +299,27 @@ DType acc_dtype_of(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; 
 
 }  // namespace
 
-void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
-                           const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits) {
-  const Rows P = make_rows(h, W, targets, weights);
+void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                           const Tensor& weights, const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits) {
+  const Rows P = make_rows(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == acc_dtype_of(h.dtype()) && row_loss.dtype() == lse.dtype());
   LMF_CHECK(lse.numel() == P.N && row_loss.numel() == P.N);
   dispatch_floating(h.dtype(), "cross_entropy_forward",
-                    [&]<class T>() { forward_impl<T>(h, W, P, lse, row_loss, topk_hits); });
+                    [&]<class T>() { forward_impl<T>(h, W, bias, P, lse, row_loss, topk_hits); });
 }
 
-void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
-                            const Tensor& lse, float grad_scale, const Tensor& dh, const Tensor& dW_acc) {
-  const Rows P = make_rows(h, W, targets, weights);
+void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                            const Tensor& weights, const Tensor& lse, float grad_scale, const Tensor& dh,
+                            const Tensor& dW_acc, const Tensor& dbias_acc) {
+  const Rows P = make_rows(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == acc_dtype_of(h.dtype()) && lse.numel() == P.N);
   LMF_CHECK(!dh.defined() || (dh.dtype() == h.dtype() && dh.numel() == h.numel()));
   LMF_CHECK(!dW_acc.defined() || (dW_acc.dtype() == acc_dtype_of(h.dtype()) && dW_acc.numel() == W.numel()));
-  dispatch_floating(h.dtype(), "cross_entropy_backward",
-                    [&]<class T>() { backward_impl<T>(h, W, P, lse, grad_scale, dh, dW_acc); });
+  LMF_CHECK(!dbias_acc.defined() ||
+            (dbias_acc.dtype() == acc_dtype_of(h.dtype()) && dbias_acc.numel() == W.size(0) && dbias_acc.is_contiguous()));
+  dispatch_floating(h.dtype(), "cross_entropy_backward", [&]<class T>() {
+    backward_impl<T>(h, W, bias, P, lse, grad_scale, dh, dW_acc, dbias_acc);
+  });
 }
 
 }  // namespace cpu

@@ -1,12 +1,15 @@
-// CUDA: fused, chunked cross-entropy over logits = h W^T (contract in kernel_list.inc). The
-// algorithm is the CPU reference's (backend/cpu/cross_entropy.cc), tile by tile:
-//  forward   z_target[n] = h[n] . W[t_n]                       (target_logit_kernel, one warp/row)
+// CUDA: fused, chunked cross-entropy over logits = h W^T + b (contract in kernel_list.inc; the
+// bias b is optional). The algorithm is the CPU reference's (backend/cpu/cross_entropy.cc), tile
+// by tile:
+//  forward   z_target[n] = h[n] . W[t_n] + b[t_n]              (target_logit_kernel, one warp/row)
 //            per tile: Z = h[rows] W[chunk]^T -> fp32 scratch   (cublasGemmEx, bf16 in, fp32 out)
-//                      fold Z into the running (max, sum exp, #greater) per row (tile_stats_kernel)
+//                      add b[chunk] and fold Z into the running (max, sum exp, #greater) per row
+//                      (tile_stats_kernel: the bias is read where the tile is, never stored)
 //            lse, row loss, top-k hit counts                    (finalize_kernel)
-//  backward  per tile: Z again; Z -> dZ = w (softmax - onehot) in place, stored in the input
-//            dtype (tile_dlogits_kernel); dh_acc (+)= g dZ W[chunk]; dW_acc[chunk] += g dZ^T h[rows]
-//            (the upstream scale g enters as the GEMMs' alpha).
+//  backward  per tile: Z again; Z + b -> dZ = w (softmax - onehot) in place, stored in the input
+//            dtype (tile_dlogits_kernel); dh_acc (+)= g dZ W[chunk]; dW_acc[chunk] += g dZ^T h[rows];
+//            dbias_acc[chunk] += g column sums of dZ (deterministic column reduction,
+//            column_reduce.cuh) (the upstream scale g enters as the GEMMs' alpha).
 //
 // Tiles (backend/cross_entropy_chunks.h overrides them): rows = min(N, 4096); vocab =
 // min(V, clamp(128 MiB / (4 rows), 2048, 32768)), so 8192 for N >= 4096. Scratch: the fp32 tile
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "lmforge/backend/cross_entropy_chunks.h"
+#include "lmforge/backend/cuda/column_reduce.cuh"
 #include "lmforge/backend/cuda/cuda_common.h"
 #include "lmforge/backend/kernels.h"
 
@@ -147,10 +151,11 @@ __device__ __forceinline__ void store8(T* p, const float* d) {
 
 // ---- kernels -------------------------------------------------------------------------------
 
-// z_target[n] = h[n] . W[t_n] in fp32 (0 for ignored rows). One warp per row.
+// z_target[n] = h[n] . W[t_n] (+ bias[t_n]) in fp32 (0 for ignored rows). One warp per row.
 template <class T, class I>
-__global__ void target_logit_kernel(const T* __restrict__ h, const T* __restrict__ W, const I* __restrict__ targets,
-                                    int64_t N, int64_t H, int64_t V, float* __restrict__ z_target) {
+__global__ void target_logit_kernel(const T* __restrict__ h, const T* __restrict__ W, const T* __restrict__ bias,
+                                    const I* __restrict__ targets, int64_t N, int64_t H, int64_t V,
+                                    float* __restrict__ z_target) {
   const int lane = threadIdx.x % 32;
   const int64_t n = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (n >= N) return;  // whole warps leave together
@@ -162,15 +167,16 @@ __global__ void target_logit_kernel(const T* __restrict__ h, const T* __restrict
     for (int64_t k = lane; k < H; k += 32) acc += to_f(hr[k]) * to_f(wr[k]);
   }
   for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(kFullMask, acc, off);
-  if (lane == 0) z_target[n] = acc;
+  if (lane == 0) z_target[n] = bias && valid_target(t, V) ? acc + to_f(bias[int64_t(t)]) : acc;
 }
 
-// Folds one fp32 tile row (vc logits of row n = r0 + blockIdx.x, vocabulary from v0) into the
-// row's running max / sum of exp / count of logits above the target. One block per row.
-template <class I>
+// Folds one fp32 tile row (vc logits of row n = r0 + blockIdx.x, vocabulary from v0, plus
+// bias[v0 + c] when bias is given) into the row's running max / sum of exp / count of logits
+// above the target. One block per row.
+template <class T, class I>
 __global__ void __launch_bounds__(kRowThreads)
     tile_stats_kernel(const float* __restrict__ tile, int64_t ld, int64_t vc, int64_t r0, int64_t v0, int64_t V,
-                      const I* __restrict__ targets, const float* __restrict__ z_target, float* __restrict__ run_max,
+                      const T* __restrict__ bias, const I* __restrict__ targets, const float* __restrict__ z_target, float* __restrict__ run_max,
                       float* __restrict__ run_sum, int* __restrict__ greater, bool first, bool want_topk) {
   const int64_t n = r0 + blockIdx.x;
   const float* z = tile + int64_t(blockIdx.x) * ld;
@@ -183,7 +189,11 @@ __global__ void __launch_bounds__(kRowThreads)
   // Four logits at a time: one rescale of the running sum per float4 (rows are 32-byte aligned).
   const int64_t vc4 = vc / 4;
   for (int64_t i = threadIdx.x; i < vc4; i += blockDim.x) {
-    const float4 q = reinterpret_cast<const float4*>(z)[i];
+    float4 q = reinterpret_cast<const float4*>(z)[i];
+    if (bias) {
+      const T* b = bias + v0 + 4 * i;
+      q.x += to_f(b[0]), q.y += to_f(b[1]), q.z += to_f(b[2]), q.w += to_f(b[3]);
+    }
     const float mx = fmaxf(fmaxf(q.x, q.y), fmaxf(q.z, q.w));
     const float mn = fmaxf(m, mx);
     s = s * __expf(m - mn) + (__expf(q.x - mn) + __expf(q.y - mn)) + (__expf(q.z - mn) + __expf(q.w - mn));
@@ -195,7 +205,7 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   }
   for (int64_t c = vc4 * 4 + threadIdx.x; c < vc; c += blockDim.x) {
-    const float x = z[c];
+    const float x = bias ? z[c] + to_f(bias[v0 + c]) : z[c];
     lse_merge(m, s, x, 1.f);
     if (count) cnt += (x > zt && c != own);
   }
@@ -244,7 +254,7 @@ __global__ void finalize_kernel(int64_t N, int64_t V, const I* __restrict__ targ
     atomicAdd(&hits[threadIdx.x], (unsigned long long)block_hits[threadIdx.x]);
 }
 
-// Turns one fp32 tile row into dZ = scale w (exp(z - lse) - [column = target]), stored as T in
+// Turns one fp32 tile row into dZ = scale w (exp(z + b - lse) - [column = target]), stored as T in
 // place: element c of the T row starts at byte c * sizeof(T) of the fp32 row. The row is swept in
 // passes of blockDim * 8 elements; within a pass every thread reads before any thread writes
 // (barrier), and the writes of the pass ending at element e land below byte e * sizeof(T), i.e.
@@ -253,7 +263,7 @@ __global__ void finalize_kernel(int64_t N, int64_t V, const I* __restrict__ targ
 template <class T, class I>
 __global__ void __launch_bounds__(kRowThreads)
     tile_dlogits_kernel(float* __restrict__ tile, int64_t ld, int64_t vc, int64_t r0, int64_t v0, int64_t V,
-                        const I* __restrict__ targets, const float* __restrict__ weights, const float* __restrict__ lse,
+                        const T* __restrict__ bias, const I* __restrict__ targets, const float* __restrict__ weights, const float* __restrict__ lse,
                         float scale) {
   const int64_t n = r0 + blockIdx.x;
   float* z = tile + int64_t(blockIdx.x) * ld;
@@ -274,6 +284,9 @@ __global__ void __launch_bounds__(kRowThreads)
     } else {
       for (int j = 0; j < kPerThread; j++) d[j] = c0 + j < vc ? z[c0 + j] : 0.f;
     }
+    if (bias)
+      for (int j = 0; j < kPerThread; j++)
+        if (c0 + j < vc) d[j] += to_f(bias[v0 + c0 + j]);
 #pragma unroll
     for (int j = 0; j < kPerThread; j++)
       d[j] = coef == 0.f ? 0.f : coef * (__expf(d[j] - l) - (c0 + j == own ? 1.f : 0.f));
@@ -286,6 +299,15 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   }
 }
+
+// Element (r, c) of the stored dZ tile times `scale`, for the bias-gradient column reduction.
+template <class T>
+struct ScaledTileElem {
+  const T* dz;
+  int64_t ld;  // row stride in T elements
+  float scale;
+  __device__ void operator()(int64_t r, int64_t c, float (&out)[1]) const { out[0] = scale * to_f(dz[r * ld + c]); }
+};
 
 template <class T>
 __global__ void cast_f32_kernel(const float* __restrict__ src, T* __restrict__ dst, int64_t n) {
@@ -317,14 +339,20 @@ struct Sizes {
   int64_t N, H, V;
 };
 
-Sizes check_args(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights) {
+Sizes check_args(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                 const Tensor& weights) {
   LMF_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1) && targets.numel() == h.size(0));
   LMF_CHECK(h.dtype() == W.dtype() && h.is_contiguous() && W.is_contiguous() && targets.is_contiguous());
+  LMF_CHECK(!bias.defined() || (bias.dtype() == h.dtype() && bias.numel() == W.size(0) && bias.is_contiguous()));
   LMF_CHECK(!weights.defined() || (weights.dtype() == DType::f32 && weights.numel() == h.size(0)));
   return {h.size(0), h.size(1), W.size(0)};
 }
 
 const float* weights_ptr(const Tensor& w) { return w.defined() ? ptr<float>(w) : nullptr; }
+template <class T>
+const T* bias_ptr(const Tensor& b) {
+  return b.defined() ? ptr<T>(b) : nullptr;
+}
 
 // Z[rows r0.., chunk v0..] = h W^T into the fp32 tile (column-major view: Z^T = W_chunk h_rows^T).
 template <class T>
@@ -335,9 +363,9 @@ void tile_logits(const T* h, const T* W, int64_t H, int64_t r0, int64_t rb, int6
 
 }  // namespace
 
-void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
-                           const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits) {
-  const Sizes sz = check_args(h, W, targets, weights);
+void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                           const Tensor& weights, const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits) {
+  const Sizes sz = check_args(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == DType::f32 && row_loss.dtype() == DType::f32 && lse.numel() == sz.N &&
             row_loss.numel() == sz.N);
   LMF_CHECK(!topk_hits.defined() || (topk_hits.dtype() == DType::i64 && topk_hits.numel() == 3));
@@ -357,18 +385,19 @@ void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& targe
       const T* ph = ptr<T>(h);
       const T* pw = ptr<T>(W);
       const I* pt = ptr<I>(targets);
+      const T* pb = bias_ptr<T>(bias);
       const int warps_per_block = 8;
       target_logit_kernel<T, I>
           <<<unsigned((sz.N + warps_per_block - 1) / warps_per_block), 32 * warps_per_block, 0, stream>>>(
-              ph, pw, pt, sz.N, sz.H, sz.V, ptr<float>(z_target));
+              ph, pw, pb, pt, sz.N, sz.H, sz.V, ptr<float>(z_target));
       LMF_CUDA_CHECK_LAUNCH();
       for (int64_t r0 = 0; r0 < sz.N; r0 += tl.rows) {
         const int64_t rb = std::min(tl.rows, sz.N - r0);
         for (int64_t v0 = 0; v0 < sz.V; v0 += tl.vocab) {
           const int64_t vc = std::min(tl.vocab, sz.V - v0);
           tile_logits<T>(ph, pw, sz.H, r0, rb, v0, vc, ptr<float>(tile), tl.ld);
-          tile_stats_kernel<I><<<unsigned(rb), kRowThreads, 0, stream>>>(
-              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pt, ptr<float>(z_target), ptr<float>(run_max),
+          tile_stats_kernel<T, I><<<unsigned(rb), kRowThreads, 0, stream>>>(
+              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pb, pt, ptr<float>(z_target), ptr<float>(run_max),
               ptr<float>(run_sum), ptr<int>(greater), v0 == 0, want_topk);
           LMF_CUDA_CHECK_LAUNCH();
         }
@@ -382,14 +411,17 @@ void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& targe
   });
 }
 
-void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targets, const Tensor& weights,
-                            const Tensor& lse, float grad_scale, const Tensor& dh, const Tensor& dW_acc) {
-  const Sizes sz = check_args(h, W, targets, weights);
+void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
+                            const Tensor& weights, const Tensor& lse, float grad_scale, const Tensor& dh,
+                            const Tensor& dW_acc, const Tensor& dbias_acc) {
+  const Sizes sz = check_args(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == DType::f32 && lse.numel() == sz.N);
   LMF_CHECK(!dh.defined() || (dh.dtype() == h.dtype() && dh.numel() == h.numel() && dh.is_contiguous()));
   LMF_CHECK(!dW_acc.defined() ||
             (dW_acc.dtype() == DType::f32 && dW_acc.numel() == W.numel() && dW_acc.is_contiguous()));
-  if (sz.N == 0 || (!dh.defined() && !dW_acc.defined())) return;
+  LMF_CHECK(!dbias_acc.defined() ||
+            (dbias_acc.dtype() == DType::f32 && dbias_acc.numel() == sz.V && dbias_acc.is_contiguous()));
+  if (sz.N == 0 || (!dh.defined() && !dW_acc.defined() && !dbias_acc.defined())) return;
   const Tiles tl = tiles_for(sz.N, sz.V);
   const Device dev = h.device();
   cudaStream_t stream = current_stream();
@@ -403,6 +435,8 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targ
       const I* pt = ptr<I>(targets);
       T* pdh = dh.defined() ? ptr<T>(dh) : nullptr;
       float* pdw = dW_acc.defined() ? ptr<float>(dW_acc) : nullptr;
+      float* pdb = dbias_acc.defined() ? ptr<float>(dbias_acc) : nullptr;
+      const T* pb = bias_ptr<T>(bias);
       // dh of a row block accumulates over the vocabulary chunks in fp32, then is stored once.
       Tensor dh_acc = widen && pdh ? Tensor::empty({tl.rows * sz.H}, DType::f32, dev) : Tensor();
       const T* dz = reinterpret_cast<const T*>(ptr<float>(tile));
@@ -416,7 +450,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targ
           const int64_t vc = std::min(tl.vocab, sz.V - v0);
           tile_logits<T>(ph, pw, sz.H, r0, rb, v0, vc, ptr<float>(tile), tl.ld);
           tile_dlogits_kernel<T, I><<<unsigned(rb), kRowThreads, 0, stream>>>(
-              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pt, weights_ptr(weights), ptr<float>(lse), store_scale);
+              ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pb, pt, weights_ptr(weights), ptr<float>(lse), store_scale);
           LMF_CUDA_CHECK_LAUNCH();
           // Column-major: dh_rows^T [H, rb] (+)= W_chunk^T [H, vc] . dZ^T [vc, rb].
           if (acc)
@@ -426,6 +460,9 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& targ
           if (pdw)
             gemm(CUBLAS_OP_N, CUBLAS_OP_T, sz.H, vc, rb, alpha, ph + r0 * sz.H, cuda_type<T>(), sz.H, dz, ldz, 1.f,
                  pdw + v0 * sz.H, sz.H);
+          // dbias_chunk += alpha * column sums of dZ [rb, vc] (row stride ldz).
+          if (pdb)
+            column_reduce_acc<1>(rb, vc, ScaledTileElem<T>{dz, ldz, alpha}, ColumnTargets<1>{{pdb + v0}}, dev);
         }
         if constexpr (widen) {
           if (pdh) {
