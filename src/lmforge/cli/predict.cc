@@ -176,9 +176,9 @@ Action setup_predict(CLI::App& app) {
                  "longest_first | only_first | only_second | none (default: as fine-tuned)");
   app.add_option("--device", o->device, "cpu | cuda | cuda:N | auto");
   app.add_flag("--no-probs", o->no_probs, "Leave the per-class probabilities out of the output");
-  set_examples(app, {"echo 'a charming and often affecting journey' | lmforge predict --model runs/sst2/best",
-                     "lmforge predict --model runs/sst2/best --input data/sst2/dev.tsv --text-column text "
-                     "--label-column label > preds.jsonl"});
+  set_examples(app, {"lmforge predict --model runs/sst2/best --input data/sst2/dev.tsv --text-column text "
+                     "--label-column label > preds.jsonl",
+                     "echo 'a charming and often affecting journey' | lmforge predict --model runs/sst2/best"});
   return [o]() { return run_predict(*o); };
 }
 
