@@ -255,7 +255,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Param
 
   const int s = blockIdx.z + p.seq_offset;
   const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
-  const int q0 = blockIdx.x * BQ;
+  // Causal: the last query tiles have the most keys; hand them out first so that the light
+  // ones fill the tail of the grid.
+  const int q0 = (p.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x)) * BQ;
   if (q0 >= L) return;  // whole block: no barrier has been reached yet
   const int h = blockIdx.y, hk = h / p.group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -582,8 +584,8 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
       else if (p.D <= 64 && (tuning_variant() & 2)) launch_tc<T, 64, 3>(p, num_seqs, max_seqlen);
       else if (p.D <= 64 && (tuning_variant() & 12) == 4) launch_tc<T, 64, 1, 2, 1>(p, num_seqs, max_seqlen);
       else if (p.D <= 64 && (tuning_variant() & 12) == 8) launch_tc<T, 64, 1, 1, 2>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 12) == 12) launch_tc<T, 64, 1, 2, 2>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64 && (tuning_variant() & 12) == 12) launch_tc<T, 64, 1, 1, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64) launch_tc<T, 64, 1, 2, 2>(p, num_seqs, max_seqlen);
       else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();

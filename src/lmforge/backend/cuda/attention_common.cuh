@@ -213,9 +213,10 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
-// TEMPORARY (performance tuning, to be removed once measured): LMF_ATTN_VARIANT bit 0 = forward
-// with 16 query rows per warp at D <= 64, bit 1 = backward kernels capped at 168 registers
-// (3 blocks per SM) at D <= 64.
+// TEMPORARY (performance tuning, to be removed once measured), all at D <= 64:
+// LMF_ATTN_VARIANT bit 0 = forward with 16 query rows per warp; bit 1 = backward with 16 rows
+// per warp capped at 168 registers (3 blocks per SM); bits 2-3 = backward rows per warp
+// (dQ, dK/dV): 0 = (32, 32), 4 = (32, 16), 8 = (16, 32), 12 = (16, 16).
 inline int tuning_variant() {
   static const int v = [] {
     const char* e = std::getenv("LMF_ATTN_VARIANT");

@@ -45,7 +45,9 @@ __global__ void __launch_bounds__(kThreads) fwd_tc_kernel(const Params p) {
 
   const int s = blockIdx.z + p.seq_offset;
   const int t0 = p.cu[s], L = p.cu[s + 1] - t0;
-  const int q0 = blockIdx.x * BQ;
+  // Causal: the last query tiles have the most keys; hand them out first so that the light
+  // ones fill the tail of the grid.
+  const int q0 = (p.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x)) * BQ;
   if (q0 >= L) return;  // whole block: no barrier has been reached yet
   const int h = blockIdx.y, hk = h / p.group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
