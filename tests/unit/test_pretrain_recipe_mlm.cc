@@ -155,7 +155,6 @@ TEST(PretrainRecipeMlm, ShippedRecipesParse) {
     EXPECT_EQ(c.schedule.kind, LrScheduleKind::wsd);
     EXPECT_EQ(c.schedule.decay_shape, DecayShape::one_minus_sqrt);
     EXPECT_DOUBLE_EQ(*c.schedule.min_ratio, 0.02);
-    EXPECT_DOUBLE_EQ(c.adamw.beta2, 0.95);
     // WSD's decay starts with the last phase (mmBERT: the decay phase is the LR decay).
     const ResolvedLrSchedule s = resolve(c.schedule);
     EXPECT_EQ(s.decay_start, c.phases[2].start_step);
@@ -164,4 +163,6 @@ TEST(PretrainRecipeMlm, ShippedRecipesParse) {
   PretrainRecipe pr = parse_pretrain_recipe(r);
   EXPECT_DOUBLE_EQ(pr.config.schedule.lr_peak, 8e-4);
   EXPECT_DOUBLE_EQ(pr.config.adamw.weight_decay, 8e-5);
+  EXPECT_DOUBLE_EQ(pr.config.adamw.beta1, 0.9);
+  EXPECT_DOUBLE_EQ(pr.config.adamw.beta2, 0.95);
 }
