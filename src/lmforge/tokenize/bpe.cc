@@ -45,22 +45,27 @@ struct Bpe::Cache {
   }
 };
 
+void build_id_table(const Vocab& vocab, const std::string& path, std::vector<std::string>& id_to_token,
+                    std::vector<bool>& has_id) {
+  int64_t max_id = -1;
+  for (const auto& [tok, id] : vocab) max_id = std::max<int64_t>(max_id, id);
+  // Ids index a dense table; refuse absurdly sparse vocabularies rather than allocate gigabytes.
+  if (max_id >= static_cast<int64_t>(4 * vocab.size() + (1 << 20)))
+    fail(path_key(path, "vocab"), ": ids are too sparse (max id ", max_id, " for ", vocab.size(), " entries)");
+  id_to_token.assign(static_cast<size_t>(max_id + 1), std::string());
+  has_id.assign(static_cast<size_t>(max_id + 1), false);
+  for (const auto& [tok, id] : vocab) {
+    if (has_id[id])
+      fail(path_key(path, "vocab"), ": id ", id, " is used by both '", id_to_token[id], "' and '", tok, "'");
+    id_to_token[id] = tok;
+    has_id[id] = true;
+  }
+}
+
 Bpe::Bpe(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
          const std::string& path)
     : vocab_(std::move(vocab)), opt_(std::move(options)), cache_(std::make_unique<Cache>()) {
-  int64_t max_id = -1;
-  for (const auto& [tok, id] : vocab_) max_id = std::max<int64_t>(max_id, id);
-  // Ids index a dense table; refuse absurdly sparse vocabularies rather than allocate gigabytes.
-  if (max_id >= static_cast<int64_t>(4 * vocab_.size() + (1 << 20)))
-    fail(path_key(path, "vocab"), ": ids are too sparse (max id ", max_id, " for ", vocab_.size(), " entries)");
-  id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
-  has_id_.assign(static_cast<size_t>(max_id + 1), false);
-  for (const auto& [tok, id] : vocab_) {
-    if (has_id_[id])
-      fail(path_key(path, "vocab"), ": id ", id, " is used by both '", id_to_token_[id], "' and '", tok, "'");
-    id_to_token_[id] = tok;
-    has_id_[id] = true;
-  }
+  build_id_table(vocab_, path, id_to_token_, has_id_);
 
   const size_t prefix_len = opt_.continuing_subword_prefix.size();
   merges_.reserve(merges.size() * 2);

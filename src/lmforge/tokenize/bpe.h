@@ -24,6 +24,12 @@ struct StringHash {
 };
 using Vocab = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
+// The dense id -> token table of a token -> id vocabulary (BPE, WordPiece): id_to_token[id] and
+// has_id[id] for every id up to the largest. Throws lmf::Error naming `path`'s "vocab" for ids
+// too sparse to index densely (max id >= 4 * size + 2^20) or an id used by two tokens.
+void build_id_table(const Vocab& vocab, const std::string& path, std::vector<std::string>& id_to_token,
+                    std::vector<bool>& has_id);
+
 struct BpeOptions {
   std::optional<std::string> unk_token;
   std::string continuing_subword_prefix;

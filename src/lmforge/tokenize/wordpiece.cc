@@ -10,18 +10,7 @@ namespace lmf::tok {
 
 WordPiece::WordPiece(Vocab vocab, WordPieceOptions options, const std::string& path)
     : vocab_(std::move(vocab)), opt_(std::move(options)) {
-  int64_t max_id = -1;
-  for (const auto& [tok, id] : vocab_) max_id = std::max<int64_t>(max_id, id);
-  if (max_id >= static_cast<int64_t>(4 * vocab_.size() + (1 << 20)))
-    fail(path_key(path, "vocab"), ": ids are too sparse (max id ", max_id, " for ", vocab_.size(), " entries)");
-  id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
-  has_id_.assign(static_cast<size_t>(max_id + 1), false);
-  for (const auto& [tok, id] : vocab_) {
-    if (has_id_[id])
-      fail(path_key(path, "vocab"), ": id ", id, " is used by both '", id_to_token_[id], "' and '", tok, "'");
-    id_to_token_[id] = tok;
-    has_id_[id] = true;
-  }
+  build_id_table(vocab_, path, id_to_token_, has_id_);
   auto it = vocab_.find(opt_.unk_token);
   if (it == vocab_.end()) fail(path_key(path, "unk_token"), ": '", opt_.unk_token, "' is not in model.vocab");
   unk_id_ = it->second;
