@@ -41,8 +41,8 @@ struct DkdvShape {
   static constexpr size_t smem_bytes = size_t(2 * BK * LDS + 4 * BQ * LDS) * sizeof(uint16_t) + size_t(4 * BQ) * sizeof(float);
 };
 
-template <class T, int kD, int kKT, int kMinBlocks>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) dkdv_tc_kernel(const Params p) {
+template <class T, int kD, int kKT>
+__global__ void __launch_bounds__(kThreads) dkdv_tc_kernel(const Params p) {
   using Sh = DkdvShape<kD, kKT>;
   constexpr int KT = Sh::KT, BK = Sh::BK, BQ = Sh::BQ, LDS = Sh::LDS;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -245,8 +245,8 @@ struct DqShape {
       size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
 };
 
-template <class T, int kD, int kMT, int kMinBlocks>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) dq_tc_kernel(const Params p) {
+template <class T, int kD, int kMT>
+__global__ void __launch_bounds__(kThreads) dq_tc_kernel(const Params p) {
   using Sh = DqShape<kD, kMT>;
   constexpr int MT = Sh::MT, BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -556,12 +556,12 @@ void allow_smem(K kernel, size_t bytes) {
   LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-template <class T, int kD, int kMinBlocks, int kDqMT = 1, int kKT = 1>
+template <class T, int kD, int kDqMT, int kKT>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
   using DqSh = DqShape<kD, kDqMT>;
   using DkdvSh = DkdvShape<kD, kKT>;
-  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT, kMinBlocks>;
-  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kKT, kMinBlocks>;
+  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT>;
+  auto dkdv_kernel = dkdv_tc_kernel<T, kD, kKT>;
   static const bool configured = [&] {
     allow_smem(dq_kernel, DqSh::smem_bytes);
     allow_smem(dkdv_kernel, DkdvSh::smem_bytes);
@@ -580,13 +580,10 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
   if (num_seqs == 0 || max_seqlen == 0) return;
   if (use_tensor_cores(dtype, p.D)) {
     auto go = [&]<class T>() {
-      if (p.D <= 32) launch_tc<T, 32, 1>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 2)) launch_tc<T, 64, 3>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 12) == 4) launch_tc<T, 64, 1, 2, 1>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 12) == 8) launch_tc<T, 64, 1, 1, 2>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 12) == 12) launch_tc<T, 64, 1, 1, 1>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64) launch_tc<T, 64, 1, 2, 2>(p, num_seqs, max_seqlen);
-      else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
+      // Rows per warp (dQ, dK/dV): 32 where the registers allow it (see DqShape, DkdvShape).
+      if (p.D <= 32) launch_tc<T, 32, 1, 1>(p, num_seqs, max_seqlen);
+      else if (p.D <= 64) launch_tc<T, 64, 2, 2>(p, num_seqs, max_seqlen);
+      else launch_tc<T, 128, 1, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();
     else go.template operator()<__nv_bfloat16>();

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "lmforge/backend/cuda/cuda_common.h"
@@ -211,18 +210,6 @@ __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
   return x;
-}
-
-// TEMPORARY (performance tuning, to be removed once measured), all at D <= 64:
-// LMF_ATTN_VARIANT bit 0 = forward with 16 query rows per warp; bit 1 = backward with 16 rows
-// per warp capped at 168 registers (3 blocks per SM); bits 2-3 = backward rows per warp
-// (dQ, dK/dV): 0 = (32, 32), 4 = (32, 16), 8 = (16, 32), 12 = (16, 16).
-inline int tuning_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("LMF_ATTN_VARIANT");
-    return e ? std::atoi(e) : 0;
-  }();
-  return v;
 }
 
 // ---- launchers (attention_fwd.cu, attention_bwd.cu) -----------------------------------------

@@ -330,7 +330,6 @@ void launch_forward(const Params& p, DType dtype, int num_seqs, int max_seqlen) 
   if (use_tensor_cores(dtype, p.D)) {
     auto go = [&]<class T>() {
       if (p.D <= 32) launch_tc<T, 32, 2>(p, num_seqs, max_seqlen);
-      else if (p.D <= 64 && (tuning_variant() & 1)) launch_tc<T, 64, 1>(p, num_seqs, max_seqlen);
       else if (p.D <= 64) launch_tc<T, 64, 2>(p, num_seqs, max_seqlen);
       else launch_tc<T, 128, 1>(p, num_seqs, max_seqlen);
     };
