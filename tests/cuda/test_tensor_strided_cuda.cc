@@ -21,12 +21,9 @@ void expect_same(const Tensor& dev_view, const Tensor& cpu_view) {
 
 TEST(CudaTensorStrided, ViewsCopyToHostLikeCpuViews) {
   for (DType dt : {DType::f32, DType::bf16, DType::i64}) {
-    Tensor cpu = test::random_tensor({5, 3, 4, 6}, DType::f32, 21);
-    if (dt != DType::f32) {
-      Tensor c = Tensor::empty(cpu.shape(), dt);
-      c.copy_from(Tensor::from_floats(cpu.to_float_vector(), cpu.shape(), dt));
-      cpu = c;
-    }
+    // Values in [-100, 100) so the i64 copy is not mostly zeros.
+    const Tensor r = test::random_tensor({5, 3, 4, 6}, DType::f32, 21, -100.f, 100.f);
+    const Tensor cpu = Tensor::from_floats(r.to_float_vector(), r.shape(), dt);
     Tensor dev = cpu.to(Device::cuda(0));
     expect_same(dev.transpose(0, 3), cpu.transpose(0, 3));
     expect_same(dev.select(1, 2), cpu.select(1, 2));                   // fused-QKV "v" head view
