@@ -257,32 +257,34 @@ Tensor Tensor::clone() const {
   return out;
 }
 
+namespace {
+// A non-contiguous device view on the host, contiguous: one copy of the storage span the view
+// covers (from its lowest to its highest element), then a host strided gather. (Calling to(cpu)
+// here would recurse: to() itself lands here for strided device tensors.)
+Tensor strided_device_to_host(const Tensor& t) {
+  if (t.numel() == 0) return Tensor::empty(t.shape(), t.dtype());
+  int64_t lo = 0, hi = 0;  // element offsets relative to the view's element 0
+  for (int d = 0; d < t.dim(); d++) {
+    const int64_t reach = (t.shape()[size_t(d)] - 1) * t.strides()[size_t(d)];
+    if (reach >= 0) hi += reach; else lo += reach;
+  }
+  const size_t es = dtype_size(t.dtype());
+  Tensor span = Tensor::empty({hi - lo + 1}, t.dtype());
+  copy_bytes(span.data_ptr(), Device::cpu(), static_cast<const char*>(t.data_ptr()) + lo * int64_t(es), t.device(),
+             size_t(hi - lo + 1) * es);
+  Tensor view(span.storage(), t.shape(), t.strides(), -lo, t.dtype());
+  return view.clone();
+}
+}  // namespace
+
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
   Tensor src = device().is_cpu() ? contiguous() : *this;
-  if (!src.is_contiguous()) src = strided_device_to_host();
+  if (!src.is_contiguous()) src = strided_device_to_host(src);
   if (dev.is_cpu() && src.device().is_cpu()) return src;
   Tensor out = empty(shape_, dtype_, dev);
   copy_bytes(out.data_ptr(), dev, src.data_ptr(), src.device(), nbytes());
   return out;
-}
-
-// A non-contiguous device view on the host, contiguous: one copy of the storage span the view
-// covers (from its lowest to its highest element), then a host strided gather. (Calling to(cpu)
-// here would recurse: to() itself lands here for strided device tensors.)
-Tensor Tensor::strided_device_to_host() const {
-  if (numel() == 0) return empty(shape_, dtype_);
-  int64_t lo = 0, hi = 0;  // element offsets relative to this view's element 0
-  for (int d = 0; d < dim(); d++) {
-    const int64_t reach = (shape_[size_t(d)] - 1) * strides_[size_t(d)];
-    if (reach >= 0) hi += reach; else lo += reach;
-  }
-  const size_t es = dtype_size(dtype_);
-  Tensor span = empty({hi - lo + 1}, dtype_);
-  copy_bytes(span.data_ptr(), Device::cpu(), static_cast<const char*>(data_ptr()) + lo * int64_t(es), device(),
-             size_t(hi - lo + 1) * es);
-  Tensor view(span.storage(), shape_, strides_, -lo, dtype_);
-  return view.clone();
 }
 
 void Tensor::zero_() const {

@@ -120,7 +120,6 @@ class Tensor {
   void set_autograd(std::shared_ptr<AutogradMeta> m) { autograd_ = std::move(m); }
 
  private:
-  Tensor strided_device_to_host() const;
   std::shared_ptr<Storage> storage_;
   Shape shape_, strides_;
   int64_t offset_ = 0;
