@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/rng.h"
@@ -83,30 +84,7 @@ Tensor uniform(const Shape& s, DType dt, Device dev, uint64_t seed, float lo, fl
   return Tensor::from_floats(t.to_float_vector(), s, dt, dev);
 }
 
-// Elapsed milliseconds of fn on the device (CUDA events on lmforge's stream) or the host clock.
-template <class F>
-double time_ms(Device dev, F&& fn) {
-#if LMF_WITH_CUDA
-  if (dev.is_cuda()) {
-    cudaEvent_t e0, e1;
-    LMF_CUDA_CHECK(cudaEventCreate(&e0));
-    LMF_CUDA_CHECK(cudaEventCreate(&e1));
-    LMF_CUDA_CHECK(cudaEventRecord(e0, cuda::current_stream()));
-    fn();
-    LMF_CUDA_CHECK(cudaEventRecord(e1, cuda::current_stream()));
-    LMF_CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    LMF_CUDA_CHECK(cudaEventDestroy(e0));
-    LMF_CUDA_CHECK(cudaEventDestroy(e1));
-    return ms;
-  }
-#endif
-  auto t0 = std::chrono::steady_clock::now();
-  fn();
-  synchronize(dev);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
+using bench::time_ms;
 
 int run(const Args& a) {
   const Device dev = a.device == "cpu" ? Device::cpu() : Device::cuda(0);
