@@ -6,11 +6,14 @@
 // 1/2, 1/4 of it, repeating) — the same rule bench/peers/encoder_torch.py pads to seqlen.
 // tokens_per_s counts real tokens. Prints one JSON line.
 //   bench_encoder --config configs/models/mbert-base.json --batch 32 --seqlen 128 [--mode train|infer]
-//                 [--varlen] [--steps 10]
+//                 [--varlen] [--steps 10] [--warmup 3] [--profile]
+// --profile adds a second JSON line: milliseconds per step by op (a device sync per op).
 #include <chrono>
 #include <cstdio>
 #include <string>
 
+#include "bench_profile.h"
+#include "lmforge/autograd/profile.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/rng.h"
@@ -49,7 +52,7 @@ TokenBatch random_batch(int64_t batch, int64_t seqlen, bool varlen, int64_t voca
 int main(int argc, char** argv) {
   std::string config_path, mode = "train";
   int64_t batch = 32, seqlen = 128, steps = 10, warmup = 3;
-  bool varlen = false;
+  bool varlen = false, profile = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -58,7 +61,9 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--seqlen") seqlen = std::stoll(next());
     else if (a == "--steps") steps = std::stoll(next());
+    else if (a == "--warmup") warmup = std::stoll(next());
     else if (a == "--varlen") varlen = true;
+    else if (a == "--profile") profile = true;
   }
   const std::string tag = config_path.substr(config_path.find_last_of('/') + 1);
   try {
@@ -94,12 +99,16 @@ int main(int argc, char** argv) {
         return;
       }
       store.zero_grad();
+      autograd::profile_mark("zero_grad");
       Tensor logits = clf->classify(tb, train_opts);
       auto ce = ops::cross_entropy_logits(logits, tgt);
+      autograd::profile_mark("fwd:cross_entropy");
       autograd::backward(ce.loss);
+      autograd::profile_mark("bwd:(tail)");
       double norm = grad_norm(store.flat_grads().slice(0, 0, T));
       opt.step(store.flat_master().slice(0, 0, T), store.flat_grads().slice(0, 0, T),
                store.flat_compute().slice(0, 0, T), 2e-5, clip_factor(norm, 1.0));
+      autograd::profile_mark("optimizer");
     };
     for (int64_t i = 0; i < warmup; i++) step();
     synchronize(dev);
@@ -115,6 +124,10 @@ int main(int argc, char** argv) {
                 tag.c_str(), mode.c_str(), (long long)batch, (long long)seqlen, varlen ? "true" : "false",
                 double(real) / dt, dt * 1e3, double(memory_stats(dev).peak_bytes) / double(1ull << 30),
                 (long long)store.num_params());
+    if (profile)
+      bench::print_step_profile(tag + " " + mode + " " + std::to_string(batch) + "x" + std::to_string(seqlen) +
+                                    (varlen ? " varlen" : ""),
+                                dev, step);
   } catch (const std::exception& e) {
     std::printf("{\"impl\":\"lmforge\",\"model\":\"%s\",\"mode\":\"%s\",\"batch\":%lld,\"seqlen\":%lld,\"error\":\"%s\"}\n",
                 tag.c_str(), mode.c_str(), (long long)batch, (long long)seqlen, e.what());

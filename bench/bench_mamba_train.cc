@@ -2,13 +2,13 @@
 // given shape on CUDA (bf16 compute, fp32 master weights, fp32 residual), random token ids.
 // Prints one JSON line: tokens_per_s, ms_per_step, peak_mem_gib, mfu (6 * params * tokens/s /
 // 989e12, the definition bench/peers/mamba_train_torch.py uses), mfu_model (our FLOP count).
-//   bench_mamba_train --shape 130m --batch 8 --seqlen 1024 [--steps 10] [--recompute]
+//   bench_mamba_train --shape 130m --batch 8 --seqlen 1024 [--steps 10] [--warmup 3] [--recompute] [--profile]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
-#include "lmforge/autograd/profile.h"
+#include "bench_profile.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/rng.h"
@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--seqlen") seqlen = std::stoll(next());
     else if (a == "--steps") steps = std::stoll(next());
+    else if (a == "--warmup") warmup = std::stoll(next());
     else if (a == "--recompute") recompute = true;
     else if (a == "--profile") profile = true;
   }
@@ -95,17 +96,8 @@ int main(int argc, char** argv) {
                 shape.c_str(), (long long)batch, (long long)seqlen, tps, dt * 1e3,
                 double(memory_stats(dev).peak_bytes) / double(1ull << 30), 6 * params * tps / 989e12,
                 model.train_flops_per_token(seqlen) * tps / 989e12, params, recompute ? "true" : "false");
-    if (profile) {  // where a step goes, with a device sync per op (slower than the timed steps)
-      autograd::set_profiling(true, dev);
-      for (int i = 0; i < 2; i++) step();
-      autograd::set_profiling(false, dev);
-      double total = 0;
-      for (auto& [k, v] : autograd::profile_totals()) total += v;
-      std::printf("{\"profile\":\"%s %lldx%lld\",\"ms_per_step\":%.2f", shape.c_str(), (long long)batch,
-                  (long long)seqlen, total * 500);
-      for (auto& [k, v] : autograd::profile_totals()) std::printf(",\"%s\":%.2f", k.c_str(), v * 500);
-      std::printf("}\n");
-    }
+    if (profile)  // where a step goes, with a device sync per op (slower than the timed steps)
+      bench::print_step_profile(shape + " " + std::to_string(batch) + "x" + std::to_string(seqlen), dev, step);
   } catch (const std::exception& e) {
     std::printf("{\"impl\":\"lmforge\",\"shape\":\"%s\",\"batch\":%lld,\"seqlen\":%lld,\"error\":\"%s\"}\n",
                 shape.c_str(), (long long)batch, (long long)seqlen, e.what());
