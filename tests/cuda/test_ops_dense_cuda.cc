@@ -152,10 +152,11 @@ TEST(CudaDense, LinearParamSlotsMatchCpu) {
 }
 
 TEST(CudaDense, EmbeddingMatchesCpuAndIsDeterministic) {
-  for (int64_t hidden : {37, 128}) {
+  for (int64_t hidden : {37, 128, 300}) {
     std::vector<int64_t> idv;
     for (int i = 0; i < 300; i++) idv.push_back((i * 7919) % 211);  // many repeats
     idv[5] = idv[6] = idv[7] = 999;
+    for (int i = 100; i < 300; i += 2) idv[size_t(i)] = 42;  // one long run (summed by all warps)
     for (DType idt : {DType::i32, DType::i64}) {
       Tensor ids = Tensor::from_floats(std::vector<float>(idv.begin(), idv.end()), {10, 30}, idt);
       for (DType dt : {DType::f32, DType::bf16}) {

@@ -102,6 +102,14 @@ TEST(OpsPointwiseCuda, ActivationsAndSoftmax) {
         run_case({std::string(activation_name(a)) + " " + shape_name(s), fn, {xs}}, dt);
       }
     }
+    // Gated activations (GeGLU / SwiGLU): even rows, packed and unpacked halves.
+    for (const Shape& s : std::vector<Shape>{{3, 10}, {7, 34}, {4, 132}, {2, 3, 1000}, {5, 4098}}) {
+      Tensor x = random_tensor(s, DType::f32, 8, -4.f, 4.f);
+      for (Activation a : {Activation::gelu_erf, Activation::gelu_tanh, Activation::silu}) {
+        auto fn = [a](const std::vector<Tensor>& t) { return ops::gated_activation(t[0], a); };
+        run_case({std::string("gated ") + activation_name(a) + " " + shape_name(s), fn, {x}}, dt);
+      }
+    }
     for (const Shape& s : kRowShapes) {
       // Moderate logits: with peaked rows, 1 - y of a bf16-stored y near 1 is ill-conditioned in any
       // bf16 softmax backward (PyTorch included), whatever the kernel.
@@ -136,6 +144,15 @@ TEST(OpsPointwiseCuda, Norms) {
               {x, w, b}}, DType::bf16);
     run_case({"rms_norm bf16 x f32 w " + sn,
               [](auto& t) { return ops::rms_norm(t[0], ops::cast(t[1], DType::f32), 1e-5f); }, {x, w}}, DType::bf16);
+    run_case({"layer_norm f32 x into bf16 " + sn,
+              [](auto& t) {
+                auto f = [](const Tensor& v) { return ops::cast(v, DType::f32); };
+                return ops::layer_norm(f(t[0]), f(t[1]), f(t[2]), 1e-5f, DType::bf16);
+              },
+              {x, w, b}}, DType::bf16);
+    run_case({"f32 + bf16 add " + sn,
+              [](auto& t) { return ops::add(ops::cast(t[0], DType::f32), ops::cast(ops::scale(t[0], 0.5f), DType::bf16)); },
+              {x}}, DType::bf16);
     run_case({"rms_norm f32 x bf16 w " + sn,
               [](auto& t) { return ops::rms_norm(ops::cast(t[0], DType::f32), t[1], 1e-5f); }, {x, w}}, DType::bf16);
   }

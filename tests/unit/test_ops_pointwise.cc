@@ -250,6 +250,10 @@ TEST(OpsPointwise, GradCheck) {
        {r64({5, 6}, 24, -2.f, 2.f), r64({6}, 25)}},
       {"rms_norm_3d", [](auto& x) { return ops::rms_norm(x[0], x[1], 1e-5f); },
        {r64({2, 2, 11}, 26, -2.f, 2.f), r64({11}, 27)}},
+      {"gated_gelu", [](auto& x) { return ops::gated_activation(x[0], Activation::gelu_erf); },
+       {r64({3, 10}, 28, -3.f, 3.f)}},
+      {"gated_silu_3d", [](auto& x) { return ops::gated_activation(x[0], Activation::silu); },
+       {r64({2, 3, 8}, 29, -3.f, 3.f)}},
   };
   for (auto& c : cases) {
     auto res = gradcheck(c.fn, c.inputs);
@@ -314,6 +318,48 @@ TEST(OpsPointwise, MixedDtypeNormGradients) {
     EXPECT_EQ(mix[2].dtype(), DType::f32);
     for (int k = 0; k < 3; k++) EXPECT_LT(test::rel_error(mix[k], ref[k]), 1e-2) << "norm " << which << " tensor " << k;
   }
+}
+
+// The fused forms equal the compositions they replace: gated activation = split, act, mul;
+// layer_norm into bf16 = layer_norm then cast; an f32 + bf16 add = add after a cast, with the
+// bf16 operand's gradient coming back in bf16.
+TEST(OpsPointwise, FusedFormsMatchCompositions) {
+  Tensor x = random_tensor({4, 2, 12}, DType::f32, 50, -3.f, 3.f);
+  for (Activation a : {Activation::gelu_erf, Activation::silu}) {
+    Tensor fused = ops::gated_activation(x, a);
+    Tensor first = x.slice(2, 0, 6).contiguous(), second = x.slice(2, 6, 12).contiguous();
+    EXPECT_EQ(fused.shape(), (Shape{4, 2, 6}));
+    EXPECT_LT(test::rel_error(fused, ops::mul(ops::activation(first, a), second)), 1e-6) << activation_name(a);
+  }
+  Tensor h = random_tensor({6, 20}, DType::f32, 51, -2.f, 3.f), w = random_tensor({20}, DType::f32, 52, 0.5f, 1.5f);
+  Tensor b = random_tensor({20}, DType::f32, 53);
+  {
+    Tensor hi = h.clone();
+    autograd::set_requires_grad(hi, true);
+    Tensor y = ops::layer_norm(hi, w, b, 1e-5f, DType::bf16);
+    EXPECT_EQ(y.dtype(), DType::bf16);
+    EXPECT_LT(test::rel_error(y, ops::cast(ops::layer_norm(h, w, b, 1e-5f), DType::bf16)), 1e-2);
+    autograd::backward(ops::sum(ops::cast(y, DType::f32)));
+    EXPECT_EQ(autograd::grad(hi).dtype(), DType::f32);
+  }
+  {
+    Tensor a = h.clone(), o = Tensor::from_floats(random_tensor({6, 20}, DType::f32, 54).to_float_vector(), {6, 20},
+                                                  DType::bf16);
+    autograd::set_requires_grad(a, true);
+    autograd::set_requires_grad(o, true);
+    Tensor s = ops::add(a, o);
+    EXPECT_EQ(s.dtype(), DType::f32);
+    EXPECT_LT(test::rel_error(s, ops::add(h, ops::cast(o, DType::f32))), 1e-7);
+    autograd::backward(ops::sum(ops::mul(s, h)));
+    EXPECT_EQ(autograd::grad(o).dtype(), DType::bf16);
+    EXPECT_LT(test::rel_error(autograd::grad(o), h), 1e-2);
+    EXPECT_LT(test::rel_error(autograd::grad(a), h), 1e-7);
+  }
+  expect_error([&] { ops::gated_activation(random_tensor({2, 5}, DType::f32, 55), Activation::silu); },
+               "[gated_activation] x needs an even last dimension");
+  expect_error([&] { ops::layer_norm(h, w, b, 1e-5f, DType::f16); }, "[layer_norm] output dtype f16");
+  expect_error([&] { ops::add(Tensor::from_floats({1, 2}, {2}, DType::bf16), h.slice(0, 0, 1).reshape({20}).slice(0, 0, 2)); },
+               "[add] dtypes differ");
 }
 
 // ---- bad arguments --------------------------------------------------------------------------

@@ -154,9 +154,15 @@ Tensor ModernBertEncoder::param_or_none(const std::string& n) const {
   return store_.has(n) ? store_.param(n) : Tensor();
 }
 
-Tensor ModernBertEncoder::norm(const std::string& stem, const Tensor& x) const {
-  return ops::layer_norm(x, store_.param(name(stem + ".weight")), param_or_none(name(stem + ".bias")),
-                         float(cfg_.norm_eps));
+Tensor ModernBertEncoder::norm(const std::string& stem, const Tensor& x) const { return norm(stem, x, x.dtype()); }
+
+Tensor ModernBertEncoder::norm(const std::string& stem, const Tensor& x, DType out_dtype) const {
+  const Tensor& w = store_.param(name(stem + ".weight"));
+  const Tensor b = param_or_none(name(stem + ".bias"));
+  // One kernel for norm + cast where the op allows it (f32 residual and weights, bf16 compute).
+  if (out_dtype == x.dtype() || (out_dtype == DType::bf16 && x.dtype() == DType::f32 && w.dtype() == DType::f32))
+    return ops::layer_norm(x, w, b, float(cfg_.norm_eps), out_dtype);
+  return ops::cast(ops::layer_norm(x, w, b, float(cfg_.norm_eps)), out_dtype);
 }
 
 Tensor ModernBertEncoder::layer(int64_t l, const Tensor& h, const Tensor& positions, const std::vector<int32_t>& cu,
@@ -166,24 +172,24 @@ Tensor ModernBertEncoder::layer(int64_t l, const Tensor& h, const Tensor& positi
   auto P = [&](const std::string& s) { return store_.param(name(L + s)); };
   auto opt = [&](const std::string& s) { return param_or_none(name(L + s)); };
   const DType compute = P("attn.Wqkv.weight").dtype();
-  const int64_t N = h.size(0), H = c.hidden_size, I = c.intermediate_size;
-  // Attention block (layer 0: no attn_norm).
-  Tensor x = l == 0 ? h : norm(L + "attn_norm", h);
-  Tensor qkv = ops::linear(ops::cast(x, compute), P("attn.Wqkv.weight"), opt("attn.Wqkv.bias"));  // [N, 3H]
+  const int64_t N = h.size(0), H = c.hidden_size;
+  // Attention block (layer 0: no attn_norm). The residual stream h may be f32 under bf16
+  // compute: the norms write bf16 directly and the branches are added to h without a cast.
+  Tensor x = l == 0 ? ops::cast(h, compute) : norm(L + "attn_norm", h, compute);
+  Tensor qkv = ops::linear(x, P("attn.Wqkv.weight"), opt("attn.Wqkv.bias"));  // [N, 3H]
   ops::RopeQKV r = ops::rope_qkv(qkv.view({N, 3, c.num_attention_heads, c.head_dim}), positions, c.rope_theta(l));
   ops::AttentionOptions ao;
   if (!c.is_global(l)) ao.window_left = ao.window_right = c.window();
   Tensor a = ops::attention(r.q, r.k, r.v, cu, ao);  // [N, heads, head_dim]
   Tensor o = ops::linear(a.view({N, H}), P("attn.Wo.weight"), opt("attn.Wo.bias"));
-  Tensor h1 = ops::add(h, ops::cast(o, h.dtype()));
-  // GeGLU MLP: act(first half of Wi) * second half.
-  Tensor m = norm(L + "mlp_norm", h1);
-  Tensor wi = ops::linear(ops::cast(m, compute), P("mlp.Wi.weight"), opt("mlp.Wi.bias"));  // [N, 2I]
-  std::vector<Tensor> parts = ops::split_last(wi, {I, I});
-  Tensor g = ops::mul(ops::activation(parts[0], c.hidden_act), parts[1]);
+  Tensor h1 = ops::add(h, o);
+  // GeGLU MLP: act(first half of Wi) * second half, one kernel.
+  Tensor m = norm(L + "mlp_norm", h1, compute);
+  Tensor wi = ops::linear(m, P("mlp.Wi.weight"), opt("mlp.Wi.bias"));  // [N, 2I]
+  Tensor g = ops::gated_activation(wi, c.hidden_act);
   g = dropout_if(g, c.mlp_dropout, options, gen);
   Tensor mo = ops::linear(g, P("mlp.Wo.weight"), opt("mlp.Wo.bias"));
-  return ops::add(h1, ops::cast(mo, h.dtype()));
+  return ops::add(h1, mo);
 }
 
 Tensor ModernBertEncoder::encode(const RaggedBatch& ragged, const ForwardOptions& options) {

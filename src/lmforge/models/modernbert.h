@@ -59,6 +59,8 @@ class ModernBertEncoder {
   Tensor layer(int64_t l, const Tensor& h, const Tensor& positions, const std::vector<int32_t>& cu,
                const ForwardOptions& options, Generator* gen);
   Tensor norm(const std::string& stem, const Tensor& x) const;  // LayerNorm (optional bias)
+  // The same, output in out_dtype (fused into the norm when the dtypes allow, else a cast).
+  Tensor norm(const std::string& stem, const Tensor& x, DType out_dtype) const;
   Tensor param_or_none(const std::string& n) const;
 
   ModernBertConfig cfg_;

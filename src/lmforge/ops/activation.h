@@ -15,6 +15,11 @@
 namespace lmf::ops {
 
 Tensor activation(const Tensor& x, Activation act);
+// Gated activation (GeGLU with gelu, SwiGLU with silu): x [..., 2I] -> [..., I],
+// act(x[..., :I]) * x[..., I:] — HF's `input, gate = x.chunk(2, dim=-1); act(input) * gate`
+// (ModernBertMLP) as one kernel each way instead of a split, an activation and a product.
+// Errors: an odd or missing last dimension.
+Tensor gated_activation(const Tensor& x, Activation act);
 // Exact erf GELU, or the tanh approximation (HF gelu_new) when approximate_tanh.
 Tensor gelu(const Tensor& x, bool approximate_tanh = false);
 Tensor silu(const Tensor& x);

@@ -23,15 +23,25 @@ void check_binary(const char* op, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor axpby(const Tensor& a_in, const Tensor& b_in, float alpha, float beta) {
-  check_binary("add", a_in, b_in);
+  // An f32 stream plus a bf16 / f16 branch is added without casting the branch first.
+  const bool mixed = a_in.defined() && b_in.defined() && a_in.dtype() == DType::f32 &&
+                     (b_in.dtype() == DType::bf16 || b_in.dtype() == DType::f16);
+  if (mixed) {
+    check_same_device("add", a_in, b_in);
+    check_same_shape("add", a_in, b_in);
+  } else {
+    check_binary("add", a_in, b_in);
+  }
   Tensor a = a_in.contiguous(), b = b_in.contiguous();
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   LMF_DISPATCH(out, add, a, b, out, alpha, beta);
-  ag::record("add", {a_in, b_in}, {&out}, [alpha, beta](ag::GradContext& ctx) -> std::vector<Tensor> {
+  const DType b_dtype = b.dtype();
+  ag::record("add", {a_in, b_in}, {&out}, [alpha, beta, b_dtype](ag::GradContext& ctx) -> std::vector<Tensor> {
+    ag::NoGradGuard ng;
     const Tensor& g = ctx.grad_output(0);
     Tensor ga, gb;
     if (ctx.needs_grad(0)) ga = alpha == 1.f ? g : scale(g, alpha);
-    if (ctx.needs_grad(1)) gb = beta == 1.f ? g : scale(g, beta);
+    if (ctx.needs_grad(1)) gb = cast(beta == 1.f ? g : scale(g, beta), b_dtype);
     return {ga, gb};
   });
   return out;

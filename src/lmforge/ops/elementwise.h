@@ -1,8 +1,10 @@
 // Differentiable element-wise ops and reductions.
 //
 // Contract: inputs are floating tensors on one device (any strides: they are made contiguous);
-// binary ops need equal shapes and dtypes (no broadcasting except add_row_vector). Outputs are
-// new contiguous tensors of the input dtype; sum/mean return a [1] tensor in f32 (f64 for f64
+// binary ops need equal shapes and dtypes (no broadcasting except add_row_vector), except that
+// add / sub / axpby take an f32 `a` with a bf16 / f16 `b` (an fp32 residual stream plus a
+// low-precision branch, no cast kernel; b's gradient comes back in b's dtype). Outputs are
+// new contiguous tensors of a's dtype; sum/mean return a [1] tensor in f32 (f64 for f64
 // input). Errors: lmf::Error prefixed "[op]".
 #pragma once
 

@@ -35,11 +35,18 @@ Shape stats_shape(const Tensor& x) { return {x.numel() / x.size(-1)}; }
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps) {
+Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
+  return layer_norm(x, w, b, eps, x.dtype());
+}
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps, DType yd) {
   const int64_t C = check_norm_args("layer_norm", x_in, w_in, eps);
   const DType xd = x_in.dtype(), wd = w_in.dtype();
   if (!(wd == xd || (xd == DType::bf16 && wd == DType::f32)))
     bad_dtypes("layer_norm", x_in, w_in, "equal dtypes, or bf16 x with f32 weight");
+  if (yd != xd && !(yd == DType::bf16 && xd == DType::f32 && wd == DType::f32))
+    fail("[layer_norm] output dtype ", dtype_name(yd), " for x ", dtype_name(xd), " and weight ", dtype_name(wd),
+         ": expected x's dtype, or bf16 for f32 x and weight");
   if (b_in.defined()) {
     check_dim("layer_norm", "bias", b_in, 1);
     check_last_dim("layer_norm", "bias", b_in, C);
@@ -48,16 +55,16 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
   }
   Tensor x = x_in.contiguous(), w = w_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : Tensor();
   const Device dev = x.device();
-  Tensor y = Tensor::empty(x.shape(), xd, dev);
+  Tensor y = Tensor::empty(x.shape(), yd, dev);
   Tensor mean = Tensor::empty(stats_shape(x), detail::acc_dtype(xd), dev);
   Tensor rstd = Tensor::empty(stats_shape(x), detail::acc_dtype(xd), dev);
   LMF_DISPATCH(y, layernorm_forward, x, w, b, y, mean, rstd, eps);
   Tensor xs = ag::detach(x), ws = ag::detach(w);
   const bool has_b = b.defined();
   ag::record("layer_norm", {x_in, w_in, b_in}, {&y},
-             [xs, ws, mean, rstd, has_b, C](ag::GradContext& ctx) -> std::vector<Tensor> {
+             [xs, ws, mean, rstd, has_b, C, yd](ag::GradContext& ctx) -> std::vector<Tensor> {
                const Device d = xs.device();
-               Tensor dy = detail::grad_as(ctx.grad_output(0), xs.dtype());
+               Tensor dy = detail::grad_as(ctx.grad_output(0), yd);
                Tensor dx = ctx.needs_grad(0) ? Tensor::empty(xs.shape(), xs.dtype(), d) : Tensor();
                detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
                detail::WeightGrad gb = has_b ? detail::weight_grad(ctx, 2, {C}, ws.dtype(), d) : detail::WeightGrad{};

@@ -20,6 +20,10 @@
 namespace lmf::ops {
 
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
+// The same with the output (and its gradient) in `out_dtype`: x's dtype, or bf16 for f32 x and
+// weight (an fp32 residual stream normalised straight into a bf16 matmul input: one kernel
+// instead of a norm and a cast). dx stays in x's dtype.
+Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, DType out_dtype);
 Tensor rms_norm(const Tensor& x, const Tensor& w, float eps);
 
 }  // namespace lmf::ops

@@ -6,12 +6,14 @@ namespace lmf::cpu {
 
 void add(const Tensor& a, const Tensor& b, const Tensor& out, float alpha, float beta) {
   dispatch_floating(out.dtype(), "add", [&]<class T>() {
-    const T* x = a.data<T>();
-    const T* y = b.data<T>();
-    T* o = out.data<T>();
-    const int64_t n = out.numel();
+    dispatch_floating(b.dtype(), "add", [&]<class U>() {
+      const T* x = a.data<T>();
+      const U* y = b.data<U>();
+      T* o = out.data<T>();
+      const int64_t n = out.numel();
 #pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; i++) o[i] = store<T>(alpha * load(x[i]) + beta * load(y[i]));
+      for (int64_t i = 0; i < n; i++) o[i] = store<T>(alpha * load(x[i]) + beta * load(y[i]));
+    });
   });
 }
 

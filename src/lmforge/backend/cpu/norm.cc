@@ -5,7 +5,8 @@
 // a fixed order and no two threads write the same element.
 //
 // dtypes (x, w, y): all equal, or (bf16, f32, bf16) (LayerNorm with fp32 weights), or
-// (bf16, f32, f32) / (f32, bf16, f32) (RMSNorm promotes like `weight * h.to(input_dtype)`).
+// (bf16, f32, f32) / (f32, bf16, f32) (RMSNorm promotes like `weight * h.to(input_dtype)`), or
+// (f32, f32, bf16) (LayerNorm of an fp32 residual stream straight into a bf16 matmul input).
 #include <cmath>
 
 #include "lmforge/backend/cpu/cpu_util.h"
@@ -26,6 +27,7 @@ void dispatch_norm(const char* op, DType x, DType w, DType y, F&& f) {
   else if (is(D::bf16, D::f32, D::bf16)) f.template operator()<bf16, float, bf16>();
   else if (is(D::bf16, D::f32, D::f32)) f.template operator()<bf16, float, float>();
   else if (is(D::f32, D::bf16, D::f32)) f.template operator()<float, bf16, float>();
+  else if (is(D::f32, D::f32, D::bf16)) f.template operator()<float, float, bf16>();
   else fail(op, ": unsupported dtypes x ", dtype_name(x), ", weight ", dtype_name(w), ", output ", dtype_name(y));
 }
 

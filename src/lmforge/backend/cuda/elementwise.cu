@@ -143,6 +143,13 @@ struct LoadElem {
 }  // namespace
 
 void add(const Tensor& a, const Tensor& b, const Tensor& out, float alpha, float beta) {
+  if (b.dtype() != out.dtype()) {  // f32 a / out with a bf16 / f16 b
+    if (out.dtype() != DType::f32) fail("add: CUDA mixes dtypes only into f32, got ", dtype_name(out.dtype()));
+    dispatch_floating(b.dtype(), "add", [&]<class U>() {
+      launch_binary_map(ptr<float>(a), ptr<U>(b), ptr<float>(out), out.numel(), AxpbyOp{alpha, beta});
+    });
+    return;
+  }
   dispatch_floating(out.dtype(), "add", [&]<class T>() {
     launch_binary_map(ptr<T>(a), ptr<T>(b), ptr<T>(out), out.numel(), AxpbyOp{alpha, beta});
   });

@@ -81,21 +81,72 @@ __global__ void make_pairs_kernel(const Id* ids, uint32_t* keys, int32_t* vals, 
   }
 }
 
-// One block per run start in the sorted keys; threads across the H columns.
+// Threads of segment_sum_kernel: kSumWarps warps; a long run is summed by all of them, warp w
+// taking the rows w, w + kSumWarps, ... of the run.
+constexpr int kSumWarps = 8;
+constexpr int kSumThreads = 32 * kSumWarps;
+constexpr int kSumCols = 8;            // columns per lane in one strip of a long run
+constexpr int64_t kLongRun = 2 * kSumWarps;  // rows from which a run is split over the warps
+static_assert(32 * kSumCols == kSumThreads, "a strip's final sum takes one column per thread");
+
+// One block per run start in the sorted keys. The run's end is found by the whole block (a run
+// can be the whole batch: token type 0, a position id at large batch), then:
+//  - short runs: threads across the H columns, each summing the run's rows in order;
+//  - long runs: warp w sums rows w, w + 8, ... over a strip of 32 * kSumCols columns, then the
+//    8 partial sums are added in warp order. Both orders are fixed, so the result is
+//    deterministic. The sum is added once into dtable (fp32).
 template <class T>
-__global__ void segment_sum_kernel(const uint32_t* __restrict__ keys, const int32_t* __restrict__ pos,
-                                   const T* __restrict__ dout, float* __restrict__ dtable, int64_t n_rows,
-                                   int64_t hidden, uint32_t vocab) {
+__global__ void __launch_bounds__(kSumThreads) segment_sum_kernel(const uint32_t* __restrict__ keys,
+                                                                  const int32_t* __restrict__ pos,
+                                                                  const T* __restrict__ dout,
+                                                                  float* __restrict__ dtable, int64_t n_rows,
+                                                                  int64_t hidden, uint32_t vocab) {
+  __shared__ float partial[kSumWarps][32 * kSumCols];
+  __shared__ int64_t run_end;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t i = blockIdx.x; i < n_rows; i += gridDim.x) {
     const uint32_t id = keys[i];
-    if (id >= vocab || (i > 0 && keys[i - 1] == id)) continue;
-    int64_t end = i + 1;
-    while (end < n_rows && keys[end] == id) end++;
-    for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) {
-      float s = 0.f;
-      for (int64_t j = i; j < end; j++) s += to_f(dout[int64_t(pos[j]) * hidden + c]);
-      dtable[int64_t(id) * hidden + c] += s;
+    if (id >= vocab || (i > 0 && keys[i - 1] == id)) continue;  // block-uniform
+    if (threadIdx.x == 0) run_end = n_rows;
+    __syncthreads();
+    for (int64_t base = i + 1; base < n_rows; base += kSumThreads) {
+      const int64_t j = base + threadIdx.x;
+      if (j < n_rows && keys[j] != id) atomicMin(reinterpret_cast<unsigned long long*>(&run_end), (unsigned long long)j);
+      __syncthreads();
+      const bool found = run_end < n_rows;
+      __syncthreads();  // every thread has read run_end before the next atomicMin
+      if (found) break;
     }
+    const int64_t end = run_end;
+    float* drow = dtable + int64_t(id) * hidden;
+    if (end - i < kLongRun) {
+      for (int64_t c = threadIdx.x; c < hidden; c += kSumThreads) {
+        float s = 0.f;
+        for (int64_t j = i; j < end; j++) s += to_f(dout[int64_t(pos[j]) * hidden + c]);
+        drow[c] += s;
+      }
+    } else {
+      for (int64_t c0 = 0; c0 < hidden; c0 += 32 * kSumCols) {
+        float acc[kSumCols] = {};
+        for (int64_t j = i + warp; j < end; j += kSumWarps) {
+          const T* src = dout + int64_t(pos[j]) * hidden + c0 + lane;
+#pragma unroll
+          for (int k = 0; k < kSumCols; k++)
+            if (c0 + lane + 32 * k < hidden) acc[k] += to_f(src[32 * k]);
+        }
+#pragma unroll
+        for (int k = 0; k < kSumCols; k++) partial[warp][lane + 32 * k] = acc[k];
+        __syncthreads();
+        const int64_t c = c0 + threadIdx.x;
+        if (c < hidden) {
+          float s = 0.f;
+          for (int w = 0; w < kSumWarps; w++) s += partial[w][threadIdx.x];
+          drow[c] += s;
+        }
+        __syncthreads();
+      }
+    }
+    __syncthreads();  // run_end is rewritten for the next run
   }
 }
 
@@ -159,11 +210,10 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
   LMF_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, kin, kout, ptr<int32_t>(vals_in),
                                                  ptr<int32_t>(vals_out), n_rows, 0, end_bit, s));
 
-  const int threads = int(hidden >= 256 ? 256 : ((hidden + 31) / 32) * 32);
-  const int64_t max_blocks = int64_t(sm_count()) * 32;
+  const int64_t max_blocks = int64_t(sm_count()) * 8;
   const int blocks = int(n_rows < max_blocks ? n_rows : max_blocks);
   dispatch_floating(dout.dtype(), "embedding_backward", [&]<class T>() {
-    segment_sum_kernel<T><<<blocks, threads, 0, s>>>(kout, ptr<const int32_t>(vals_out), ptr<const T>(dout),
+    segment_sum_kernel<T><<<blocks, kSumThreads, 0, s>>>(kout, ptr<const int32_t>(vals_out), ptr<const T>(dout),
                                                      ptr<float>(dtable_acc), n_rows, hidden, uint32_t(vocab));
     LMF_CUDA_CHECK_LAUNCH();
   });

@@ -128,9 +128,9 @@ __global__ void unary_map_kernel(const T* a, T* out, int64_t n, Op op) {
   for (int64_t i = npk * VEC + tid; i < n; i += stride) out[i] = from_f<T>(op(to_f(a[i])));
 }
 
-// out[i] = op(a[i], b[i]).
-template <class T, int VEC, class Op>
-__global__ void binary_map_kernel(const T* a, const T* b, T* out, int64_t n, Op op) {
+// out[i] = op(a[i], b[i]); b may have its own element type U (an f32 stream plus a bf16 branch).
+template <class T, int VEC, class Op, class U = T>
+__global__ void binary_map_kernel(const T* a, const U* b, T* out, int64_t n, Op op) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t npk = n / VEC;
@@ -158,14 +158,14 @@ void launch_unary_map(const T* a, T* out, int64_t n, Op op) {
   LMF_CUDA_CHECK_LAUNCH();
 }
 
-template <class T, class Op>
-void launch_binary_map(const T* a, const T* b, T* out, int64_t n, Op op) {
+template <class T, class Op, class U = T>
+void launch_binary_map(const T* a, const U* b, T* out, int64_t n, Op op) {
   if (n == 0) return;
   constexpr int V = pack_size<T>();
-  if (pack_aligned<T, V>(a) && pack_aligned<T, V>(b) && pack_aligned<T, V>(out)) {
-    binary_map_kernel<T, V><<<blocks_for((n + V - 1) / V), 256, 0, current_stream()>>>(a, b, out, n, op);
+  if (pack_aligned<T, V>(a) && pack_aligned<U, V>(b) && pack_aligned<T, V>(out)) {
+    binary_map_kernel<T, V, Op, U><<<blocks_for((n + V - 1) / V), 256, 0, current_stream()>>>(a, b, out, n, op);
   } else {
-    binary_map_kernel<T, 1><<<blocks_for(n), 256, 0, current_stream()>>>(a, b, out, n, op);
+    binary_map_kernel<T, 1, Op, U><<<blocks_for(n), 256, 0, current_stream()>>>(a, b, out, n, op);
   }
   LMF_CUDA_CHECK_LAUNCH();
 }

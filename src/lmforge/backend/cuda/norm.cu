@@ -16,7 +16,8 @@ namespace {
 
 using bf16_t = __nv_bfloat16;
 
-// (x, weight, output) dtypes: all equal, (bf16, f32, bf16), (bf16, f32, f32), (f32, bf16, f32).
+// (x, weight, output) dtypes: all equal, (bf16, f32, bf16), (bf16, f32, f32), (f32, bf16, f32),
+// (f32, f32, bf16).
 template <class F>
 void dispatch_norm(const char* op, DType x, DType w, DType y, F&& f) {
   auto is = [&](DType a, DType b, DType c) { return x == a && w == b && y == c; };
@@ -27,6 +28,7 @@ void dispatch_norm(const char* op, DType x, DType w, DType y, F&& f) {
   else if (is(D::bf16, D::f32, D::bf16)) f.template operator()<bf16_t, float, bf16_t>();
   else if (is(D::bf16, D::f32, D::f32)) f.template operator()<bf16_t, float, float>();
   else if (is(D::f32, D::bf16, D::f32)) f.template operator()<float, bf16_t, float>();
+  else if (is(D::f32, D::f32, D::bf16)) f.template operator()<float, float, bf16_t>();
   else fail(op, ": unsupported CUDA dtypes x ", dtype_name(x), ", weight ", dtype_name(w), ", output ", dtype_name(y));
 }
 
