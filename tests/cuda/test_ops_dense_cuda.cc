@@ -191,6 +191,10 @@ TEST(CudaDense, EmbeddingRangeErrorOnDevice) {
   // The stream is still usable afterwards.
   Tensor ok = ops::embedding(Tensor::from_vector<int32_t>({0, 50279}, {2}).to(kGpu), table);
   EXPECT_EQ(ok.to_float_vector()[4], table.to_float_vector()[50279 * 4]);
+  // Ids checked by the caller: the same rows, without the device-side flag.
+  Tensor ids_ok = Tensor::from_vector<int64_t>({7, 50279, 0, 7, 123}, {5}).to(kGpu);
+  EXPECT_EQ(ops::embedding(ids_ok, table, /*ids_checked=*/true).to_float_vector(),
+            ops::embedding(ids_ok, table).to_float_vector());
 }
 
 TEST(CudaAllocator, StatsGrowShrinkAndReuse) {

@@ -194,11 +194,13 @@ Tensor BertEncoder::encode(const RaggedBatch& r, const ForwardOptions& o) const 
   }
   const Device dev = store_.device();
   // BertEmbeddings: (word + token_type) + position, LayerNorm, dropout.
-  Tensor e = ops::embedding(to_index_tensor(r.ids, dev), P(p("embeddings.word_embeddings.weight")));
+  // Every id was checked on the host above: the gathers skip the device-side check (a sync).
+  constexpr bool kChecked = true;
+  Tensor e = ops::embedding(to_index_tensor(r.ids, dev), P(p("embeddings.word_embeddings.weight")), kChecked);
   e = ops::add(e, ops::embedding(to_index_tensor(r.token_types, dev),
-                                 P(p("embeddings.token_type_embeddings.weight"))));
-  e = ops::add(
-      e, ops::embedding(to_index_tensor(positions, dev), P(p("embeddings.position_embeddings.weight"))));
+                                 P(p("embeddings.token_type_embeddings.weight")), kChecked));
+  e = ops::add(e, ops::embedding(to_index_tensor(positions, dev), P(p("embeddings.position_embeddings.weight")),
+                                 kChecked));
   Tensor x = ops::layer_norm(e, P(p("embeddings.LayerNorm.weight")), P(p("embeddings.LayerNorm.bias")),
                              float(c.layer_norm_eps));
   Generator none;

@@ -196,12 +196,15 @@ Tensor ModernBertEncoder::encode(const RaggedBatch& ragged, const ForwardOptions
   check_training(cfg_, options);
   if (ragged.num_tokens() == 0) fail("[modernbert] the batch has no real tokens");
   const Device dev = store_.device();
+  for (int64_t id : ragged.ids)  // on the host, so the device gather needs no check (a sync)
+    if (id < 0 || id >= cfg_.vocab_size)
+      fail("[modernbert] input id ", id, " is outside the vocabulary of ", cfg_.vocab_size, " tokens");
   Tensor ids = to_index_tensor(ragged.ids, dev);
   Tensor positions = to_index_tensor(ragged.rank, dev);  // rank within the sequence (HF FA2 / eager arange)
   Tensor emb = store_.param(name("embeddings.tok_embeddings.weight"));
   const DType compute = emb.dtype();
   const DType residual = (compute == DType::bf16 || compute == DType::f16) ? DType::f32 : compute;
-  Tensor h = norm("embeddings.norm", ops::cast(ops::embedding(ids, emb), residual));
+  Tensor h = norm("embeddings.norm", ops::cast(ops::embedding(ids, emb, /*ids_checked=*/true), residual));
   h = dropout_if(h, cfg_.embedding_dropout, options, options.gen);
   const bool draws = options.training && cfg_.mlp_dropout > 0;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; l++) {

@@ -21,7 +21,7 @@ void check_ids_on_host(const Tensor& ids, int64_t vocab) {
 }
 }  // namespace
 
-Tensor embedding(const Tensor& ids_in, const Tensor& table_in) {
+Tensor embedding(const Tensor& ids_in, const Tensor& table_in, bool ids_checked) {
   const char* op = "embedding";
   check_defined(op, "ids", ids_in);
   check_defined(op, "table", table_in);
@@ -32,9 +32,10 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table_in) {
   const int64_t vocab = table_in.size(0), hidden = table_in.size(1);
   Tensor ids = ids_in.contiguous().view({ids_in.numel()});
   Tensor table = table_in.contiguous();
-  if (ids.device().is_cpu()) check_ids_on_host(ids, vocab);
+  if (ids.device().is_cpu() && !ids_checked) check_ids_on_host(ids, vocab);
   Tensor out2 = Tensor::empty({ids.numel(), hidden}, table.dtype(), table.device());
-  LMF_DISPATCH(out2, embedding_forward, ids, table, out2);
+  // The host check above (or the caller's) makes the device-side check (a sync) unneeded.
+  LMF_DISPATCH(out2, embedding_forward, ids, table, out2, !ids_checked && !ids.device().is_cpu());
   Shape out_shape = ids_in.shape();
   out_shape.push_back(hidden);
   Tensor out = out2.view(out_shape);

@@ -16,6 +16,8 @@
 
 namespace lmf::ops {
 
-Tensor embedding(const Tensor& ids, const Tensor& table);
+// ids_checked: the caller has verified every id is in [0, V) (e.g. on the host before the
+// upload), so the CUDA gather skips its flag and the stream synchronisation it costs.
+Tensor embedding(const Tensor& ids, const Tensor& table, bool ids_checked = false);
 
 }  // namespace lmf::ops

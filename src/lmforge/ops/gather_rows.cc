@@ -32,7 +32,7 @@ Tensor gather_rows(const Tensor& x_in, const Tensor& idx_in) {
   if (idx.numel() > 0) {
     // The embedding gather is exactly this with x as the table (its error names the op).
     try {
-      LMF_DISPATCH(out, embedding_forward, idx, x, out);
+      LMF_DISPATCH(out, embedding_forward, idx, x, out, !idx.device().is_cpu());
     } catch (const Error& e) {
       fail("[gather_rows] ", e.what());
     }

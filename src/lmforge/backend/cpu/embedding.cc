@@ -6,8 +6,13 @@
 
 namespace lmf::cpu {
 
-void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) {
+void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out, bool check) {
   const int64_t N = ids.numel(), H = table.size(1);
+  if (check)
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t id = load_index(ids.data_ptr(), n, ids.dtype());
+      if (id < 0 || id >= table.size(0)) fail("[embedding] id ", id, " out of range for vocabulary ", table.size(0));
+    }
   const size_t row_bytes = size_t(H) * dtype_size(table.dtype());
   const char* src = static_cast<const char*>(table.data_ptr());
   char* dst = static_cast<char*>(out.data_ptr());

@@ -27,7 +27,7 @@ constexpr int kCV = 4;   // channels per thread
 constexpr int kBX = 32;  // threads along channels
 constexpr int kBY = 4;   // threads along time
 constexpr int kTT = 32;  // timesteps per thread
-constexpr int kU = 4;    // forward: steps whose loads are issued together
+constexpr int kU = 8;    // forward: steps whose loads are issued together (bytes in flight)
 constexpr int kUB = 2;   // backward (x and dy: twice the loads per step)
 constexpr int kMaxK = 8;
 

@@ -30,6 +30,12 @@ cudaStream_t current_stream();
 // Number of multiprocessors of the current device (cached).
 int sm_count();
 
+// kReduceCounters u32 counters of the current device, zero when no kernel is using them: for
+// reductions whose last block finishes the sum (it sees the count reach the grid size and
+// resets its counter to 0). Allocated on first use; ordered by lmforge's one stream per device.
+constexpr int64_t kReduceCounters = 65536;
+unsigned int* reduce_counters();
+
 // Blocks for a grid-stride loop over n elements.
 inline int blocks_for(int64_t n, int threads = 256) {
   int64_t b = (n + threads - 1) / threads;

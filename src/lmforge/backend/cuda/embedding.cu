@@ -29,8 +29,8 @@ __global__ void gather_kernel(const Id* __restrict__ ids, const Vec* __restrict_
   for (int64_t n = blockIdx.x; n < n_rows; n += gridDim.x) {
     const int64_t id = int64_t(ids[n]);
     Vec* dst = out + n * row_vecs;
-    if (id < 0 || id >= vocab) {
-      if (threadIdx.x == 0) atomicMin(bad_pos, (unsigned long long)n);
+    if (id < 0 || id >= vocab) {  // a zero row; flagged when the caller asked for the check
+      if (threadIdx.x == 0 && bad_pos) atomicMin(bad_pos, (unsigned long long)n);
       for (int64_t c = threadIdx.x; c < row_vecs; c += blockDim.x) dst[c] = Vec{};
       continue;
     }
@@ -152,10 +152,17 @@ __global__ void __launch_bounds__(kSumThreads) segment_sum_kernel(const uint32_t
 
 }  // namespace
 
-void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) {
+void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out, bool check) {
   const int64_t n_rows = ids.numel();
   if (n_rows == 0 || table.size(1) == 0) return;
   cudaStream_t s = current_stream();
+  if (!check) {  // the caller guarantees the ids: no flag, no synchronisation
+    if (ids.dtype() == DType::i32)
+      launch_gather<int32_t>(ids, table, out, nullptr);
+    else
+      launch_gather<int64_t>(ids, table, out, nullptr);
+    return;
+  }
   Tensor flag = Tensor::empty({1}, DType::i64, ids.device());
   auto* bad_pos = static_cast<unsigned long long*>(flag.data_ptr());
   LMF_CUDA_CHECK(cudaMemsetAsync(bad_pos, 0xFF, sizeof(unsigned long long), s));

@@ -3,7 +3,9 @@
 // row's R/2 (cos, sin) pairs in shared memory (precise sincosf on the fp32 angle, rounded to the
 // activation dtype), then its threads sweep the (head, i) pairs of the row; consecutive threads
 // read consecutive channels of one head, so global accesses are coalesced whatever the row and
-// head strides (a fused QKV view works in place of a contiguous tensor).
+// head strides (a fused QKV view works in place of a contiguous tensor). Where the half rotary
+// dim, the strides and the bases allow, a thread moves 4 consecutive channels of both halves
+// (8-byte bf16 / 16-byte f32 accesses).
 #include "lmforge/backend/cuda/kernel_util.cuh"
 #include "lmforge/backend/kernels.h"
 #include "lmforge/backend/rope_math.h"
@@ -14,7 +16,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <class T>
+template <class T, int VEC>
 __global__ void rope_kernel(const T* __restrict__ x, const int64_t* __restrict__ pos, T* __restrict__ out,
                             int64_t N, int64_t G, int64_t D, int64_t half, int64_t xs0, int64_t xs1, int64_t os0,
                             int64_t os1, const float* __restrict__ inv_freq, float sign) {
@@ -33,19 +35,48 @@ __global__ void rope_kernel(const T* __restrict__ x, const int64_t* __restrict__
     __syncthreads();
     const T* xr = x + n * xs0;
     T* orow = out + n * os0;
-    for (int64_t k = threadIdx.x; k < pairs; k += blockDim.x) {
-      const int64_t g = k / half, i = k - g * half;
-      const T* xg = xr + g * xs1;
-      T* og = orow + g * os1;
-      const float a = to_f(xg[i]), b = to_f(xg[i + half]);
-      og[i] = from_f<T>(a * cs[i] - b * sn[i]);
-      og[i + half] = from_f<T>(b * cs[i] + a * sn[i]);
+    if (VEC > 1) {  // VEC consecutive i of one head per thread: 8 / 16-byte accesses
+      const int64_t hp = half / VEC;
+      for (int64_t k = threadIdx.x; k < G * hp; k += blockDim.x) {
+        const int64_t g = k / hp, i = (k - g * hp) * VEC;
+        const T* xg = xr + g * xs1;
+        T* og = orow + g * os1;
+        float a[VEC], b[VEC], ra[VEC], rb[VEC];
+        load_pack<VEC>(xg, i, a);
+        load_pack<VEC>(xg + half, i, b);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+          ra[e] = a[e] * cs[i + e] - b[e] * sn[i + e];
+          rb[e] = b[e] * cs[i + e] + a[e] * sn[i + e];
+        }
+        store_pack<VEC>(og, i, ra);
+        store_pack<VEC>(og + half, i, rb);
+      }
+    } else {
+      for (int64_t k = threadIdx.x; k < pairs; k += blockDim.x) {
+        const int64_t g = k / half, i = k - g * half;
+        const T* xg = xr + g * xs1;
+        T* og = orow + g * os1;
+        const float a = to_f(xg[i]), b = to_f(xg[i + half]);
+        og[i] = from_f<T>(a * cs[i] - b * sn[i]);
+        og[i + half] = from_f<T>(b * cs[i] + a * sn[i]);
+      }
     }
     if (copies > 0) {
       const int64_t tail = D - R;
-      for (int64_t k = threadIdx.x; k < copies; k += blockDim.x) {
-        const int64_t g = k / tail, d = R + (k - g * tail);
-        orow[g * os1 + d] = xr[g * xs1 + d];
+      if (VEC > 1) {
+        const int64_t tp = tail / VEC;
+        for (int64_t k = threadIdx.x; k < G * tp; k += blockDim.x) {
+          const int64_t g = k / tp, d = R + (k - g * tp) * VEC;
+          float v[VEC];
+          load_pack<VEC>(xr + g * xs1, d, v);
+          store_pack<VEC>(orow + g * os1, d, v);
+        }
+      } else {
+        for (int64_t k = threadIdx.x; k < copies; k += blockDim.x) {
+          const int64_t g = k / tail, d = R + (k - g * tail);
+          orow[g * os1 + d] = xr[g * xs1 + d];
+        }
       }
     }
     __syncthreads();  // the next row overwrites cs / sn
@@ -72,10 +103,17 @@ void rope(const Tensor& x, const Tensor& positions, const Tensor& out, double th
   const int blocks = int(N < cap ? N : cap);
   const size_t shmem = size_t(2 * (half > 0 ? half : 1)) * sizeof(float);
   dispatch_floating(x.dtype(), "rope", [&]<class T>() {
-    rope_kernel<T><<<blocks, kThreads, shmem, current_stream()>>>(
-        ptr<T>(x), ptr<int64_t>(positions), ptr<T>(out), N, G, D, half, x.strides()[0], x.strides()[1],
-        out.strides()[0], out.strides()[1], ptr<float>(inv), inverse ? -1.f : 1.f);
-    LMF_CUDA_CHECK_LAUNCH();
+    // Packs of 4 elements when half, both row / head strides and both bases allow them.
+    constexpr int P = 4;
+    const bool packed = half % P == 0 && D % P == 0 && x.strides()[0] % P == 0 && x.strides()[1] % P == 0 &&
+                        out.strides()[0] % P == 0 && out.strides()[1] % P == 0 && pack_aligned<T, P>(ptr<T>(x)) &&
+                        pack_aligned<T, P>(ptr<T>(out));
+    with_pack<P>(packed, [&]<int VEC>() {
+      rope_kernel<T, VEC><<<blocks, kThreads, shmem, current_stream()>>>(
+          ptr<T>(x), ptr<int64_t>(positions), ptr<T>(out), N, G, D, half, x.strides()[0], x.strides()[1],
+          out.strides()[0], out.strides()[1], ptr<float>(inv), inverse ? -1.f : 1.f);
+      LMF_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 

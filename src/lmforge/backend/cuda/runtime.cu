@@ -16,6 +16,8 @@ struct DeviceState {
   std::once_flag stream_once, sm_once;
   cudaStream_t stream = nullptr;
   int sm_count = 0;
+  std::once_flag counters_once;
+  unsigned int* counters = nullptr;
 };
 std::array<DeviceState, kMaxDevices> g_devices;
 
@@ -48,6 +50,16 @@ int sm_count() {
   DeviceState& s = g_devices[size_t(d)];
   std::call_once(s.sm_once, [&] { LMF_CUDA_CHECK(cudaDeviceGetAttribute(&s.sm_count, cudaDevAttrMultiProcessorCount, d)); });
   return s.sm_count;
+}
+
+unsigned int* reduce_counters() {
+  int d = current_device_index();
+  DeviceState& s = g_devices[size_t(d)];
+  std::call_once(s.counters_once, [&] {
+    LMF_CUDA_CHECK(cudaMalloc(&s.counters, kReduceCounters * sizeof(unsigned int)));
+    LMF_CUDA_CHECK(cudaMemsetAsync(s.counters, 0, kReduceCounters * sizeof(unsigned int), current_stream()));
+  });
+  return s.counters;
 }
 
 void set_device(int index) {
