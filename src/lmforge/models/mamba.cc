@@ -121,8 +121,15 @@ Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx, const T
   const int64_t I = c.intermediate_size, N = c.state_size, R = c.time_step_rank, K = c.conv_kernel;
   auto P = [&](const char* s) { return store_.param(p(l, s)); };
   auto opt = [&](const char* s) { return store_.has(p(l, s)) ? store_.param(p(l, s)) : Tensor(); };
-  Tensor proj = ops::linear(xn, P("mixer.in_proj.weight"), opt("mixer.in_proj.bias"));  // [B, L, 2I]
-  auto uz = ops::split_last(proj, {I, I});
+  // in_proj's two halves as two matmuls on row views of the weight (gradients land in the
+  // weight's slot rows): the same products as HF's in_proj + chunk(2), without copying the
+  // [B, L, 2I] activation into two halves and back in the backward.
+  auto half = [&](int64_t h) {
+    const std::string w = p(l, "mixer.in_proj.weight"), b = p(l, "mixer.in_proj.bias");
+    return ops::linear(xn, store_.param_rows(w, h * I, (h + 1) * I),
+                       store_.has(b) ? store_.param_rows(b, h * I, (h + 1) * I) : Tensor());
+  };
+  const std::vector<Tensor> uz = {half(0), half(1)};  // [B, L, I] each
   Tensor conv_w = P("mixer.conv1d.weight").view({I, K});
   // HF slow_forward masks u before the conv and again after SiLU(conv) (PARITY.md §1 steps 2-3).
   Tensor u_in = mask.defined() ? ops::mul_rows(uz[0], mask) : uz[0];

@@ -71,6 +71,25 @@ const Tensor& ParamStore::param(const std::string& name) const {
   return entries_[it->second].forward;
 }
 
+const Tensor& ParamStore::param_rows(const std::string& name, int64_t begin, int64_t end) const {
+  (void)param(name);  // validates the name and that the store is finalized
+  const ParamSpec& s = spec(name);
+  if (s.shape.empty() || begin < 0 || end > s.shape[0] || begin >= end)
+    fail("ParamStore::param_rows(", name, "): rows [", begin, ", ", end, ") outside a parameter of shape ",
+         shape_str(s.shape));
+  auto key = std::make_tuple(name, begin, end);
+  auto it = row_views_.find(key);
+  if (it != row_views_.end()) return it->second;
+  Shape rows = s.shape;
+  rows[0] = end - begin;
+  const int64_t row_elems = shape_numel(s.shape) / s.shape[0];
+  const int64_t off = entries_[index_.at(name)].offset + begin * row_elems;
+  const bool use_master = !compute_.defined() || s.keep_fp32;
+  Tensor view = flat_view(use_master ? master_ : compute_, off, rows);
+  if (s.trainable) autograd::make_param(view, flat_view(grads_, off, rows), name + "[rows]");
+  return row_views_.emplace(std::move(key), std::move(view)).first->second;
+}
+
 Tensor ParamStore::master(const std::string& name) const {
   const ParamSpec& s = spec(name);
   return flat_view(master_, entries_[index_.at(name)].offset, s.shape);

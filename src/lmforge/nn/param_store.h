@@ -18,6 +18,7 @@
 
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "lmforge/core/tensor.h"
@@ -50,6 +51,12 @@ class ParamStore {
 
   bool has(const std::string& name) const { return index_.count(name) > 0; }
   const Tensor& param(const std::string& name) const;   // forward view (with autograd)
+  // Rows [begin, end) of parameter `name` (dim 0; elements of a 1-D parameter) as a parameter
+  // of its own: a forward view whose gradient is added straight into the same rows of the
+  // parameter's slot. Lets a model run two matmuls on the halves of a fused projection (Mamba's
+  // in_proj) instead of splitting (copying) its activation. Cached: the same tensor each call.
+  // Errors: unknown name, store not finalized, a range outside [0, size(0)].
+  const Tensor& param_rows(const std::string& name, int64_t begin, int64_t end) const;
   Tensor master(const std::string& name) const;         // f32 master view
   Tensor grad(const std::string& name) const;           // f32 grad view (undefined if frozen)
   const ParamSpec& spec(const std::string& name) const;
@@ -78,6 +85,7 @@ class ParamStore {
   std::vector<ParamSpec> specs_;
   std::map<std::string, size_t> index_;
   std::vector<Entry> entries_;
+  mutable std::map<std::tuple<std::string, int64_t, int64_t>, Tensor> row_views_;
   Tensor master_, grads_, compute_;
   int64_t total_ = 0, trainable_total_ = 0;
   bool finalized_ = false;

@@ -9,9 +9,9 @@
 //
 // Backward, deterministic (no floating-point atomics): sort (id, position) pairs with CUB's
 // stable radix sort, so the positions of each id are contiguous and in ascending order; then
-// the block that owns the first position of each run sums the run's gradient rows in that
-// order (fp32) and adds the sum once into dtable_acc. The same ids give bit-identical gradients
-// on every run, whatever the scheduling.
+// sum each run's gradient rows in that order (fp32), in pieces of 16 pairs joined in piece
+// order (segment_sum_*_kernel), and add the sum once into dtable_acc. The same ids give
+// bit-identical gradients on every run, whatever the scheduling.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
@@ -81,72 +81,77 @@ __global__ void make_pairs_kernel(const Id* ids, uint32_t* keys, int32_t* vals, 
   }
 }
 
-// Threads of segment_sum_kernel: kSumWarps warps; a long run is summed by all of them, warp w
-// taking the rows w, w + kSumWarps, ... of the run.
-constexpr int kSumWarps = 8;
-constexpr int kSumThreads = 32 * kSumWarps;
-constexpr int kSumCols = 8;            // columns per lane in one strip of a long run
-constexpr int64_t kLongRun = 2 * kSumWarps;  // rows from which a run is split over the warps
-static_assert(32 * kSumCols == kSumThreads, "a strip's final sum takes one column per thread");
+// The gradient sum over the sorted (id, position) pairs, cut into pieces of kPiece pairs so any
+// run length spreads over the whole GPU (a run can be the whole batch: token type 0, or one
+// position id at a large batch). Pass 1: a block per piece; each thread owns columns and walks
+// the piece's rows in order, flushing a running sum at every run end inside the piece:
+//  - a run wholly inside the piece: added straight into dtable (its only writer);
+//  - the piece's first segment, when its run began in an earlier piece: `head` partial;
+//  - else its last segment, when its run goes on into the next piece: `tail` partial.
+// Pass 2: a block per piece whose tail partial starts a run adds tail + the following pieces'
+// head partials in piece order. Both orders are fixed: deterministic, no atomics.
+constexpr int kPiece = 16;
+constexpr int kSumThreads = 256;
 
-// One block per run start in the sorted keys. The run's end is found by the whole block (a run
-// can be the whole batch: token type 0, a position id at large batch), then:
-//  - short runs: threads across the H columns, each summing the run's rows in order;
-//  - long runs: warp w sums rows w, w + 8, ... over a strip of 32 * kSumCols columns, then the
-//    8 partial sums are added in warp order. Both orders are fixed, so the result is
-//    deterministic. The sum is added once into dtable (fp32).
+struct PieceLayout {
+  const uint32_t* keys;
+  int64_t n_rows;
+  uint32_t vocab;
+  __device__ int64_t end(int64_t p) const { return min(n_rows, (p + 1) * kPiece); }
+  // Whether the run at the start of piece p began in an earlier piece.
+  __device__ bool continues_in(int64_t p) const { return p > 0 && keys[p * kPiece - 1] == keys[p * kPiece]; }
+  // Whether the run at the end of piece p goes on into piece p + 1.
+  __device__ bool continues_out(int64_t p) const { return end(p) < n_rows && keys[end(p) - 1] == keys[end(p)]; }
+};
+
 template <class T>
-__global__ void __launch_bounds__(kSumThreads) segment_sum_kernel(const uint32_t* __restrict__ keys,
-                                                                  const int32_t* __restrict__ pos,
-                                                                  const T* __restrict__ dout,
-                                                                  float* __restrict__ dtable, int64_t n_rows,
-                                                                  int64_t hidden, uint32_t vocab) {
-  __shared__ float partial[kSumWarps][32 * kSumCols];
-  __shared__ int64_t run_end;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t i = blockIdx.x; i < n_rows; i += gridDim.x) {
-    const uint32_t id = keys[i];
-    if (id >= vocab || (i > 0 && keys[i - 1] == id)) continue;  // block-uniform
-    if (threadIdx.x == 0) run_end = n_rows;
-    __syncthreads();
-    for (int64_t base = i + 1; base < n_rows; base += kSumThreads) {
-      const int64_t j = base + threadIdx.x;
-      if (j < n_rows && keys[j] != id) atomicMin(reinterpret_cast<unsigned long long*>(&run_end), (unsigned long long)j);
-      __syncthreads();
-      const bool found = run_end < n_rows;
-      __syncthreads();  // every thread has read run_end before the next atomicMin
-      if (found) break;
-    }
-    const int64_t end = run_end;
-    float* drow = dtable + int64_t(id) * hidden;
-    if (end - i < kLongRun) {
-      for (int64_t c = threadIdx.x; c < hidden; c += kSumThreads) {
-        float s = 0.f;
-        for (int64_t j = i; j < end; j++) s += to_f(dout[int64_t(pos[j]) * hidden + c]);
-        drow[c] += s;
-      }
-    } else {
-      for (int64_t c0 = 0; c0 < hidden; c0 += 32 * kSumCols) {
-        float acc[kSumCols] = {};
-        for (int64_t j = i + warp; j < end; j += kSumWarps) {
-          const T* src = dout + int64_t(pos[j]) * hidden + c0 + lane;
-#pragma unroll
-          for (int k = 0; k < kSumCols; k++)
-            if (c0 + lane + 32 * k < hidden) acc[k] += to_f(src[32 * k]);
+__global__ void __launch_bounds__(kSumThreads) segment_sum_pieces_kernel(PieceLayout L, const int32_t* __restrict__ pos,
+                                                                         const T* __restrict__ dout,
+                                                                         float* __restrict__ dtable, float* head,
+                                                                         float* tail, int64_t hidden) {
+  for (int64_t p = blockIdx.x; p * kPiece < L.n_rows; p += gridDim.x) {
+    const int64_t j0 = p * kPiece, j1 = L.end(p);
+    const bool in = L.continues_in(p), out = L.continues_out(p);
+    for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) {
+      float s = 0.f;
+      for (int64_t j = j0; j < j1; j++) {
+        s += to_f(dout[int64_t(pos[j]) * hidden + c]);
+        const uint32_t id = L.keys[j];
+        if (j + 1 < j1 && L.keys[j + 1] == id) continue;  // the segment goes on in this piece
+        const bool first = in && L.keys[j0] == id, last = out && j + 1 == j1;
+        if (first) {
+          head[p * hidden + c] = s;
+        } else if (last) {
+          tail[p * hidden + c] = s;
+        } else if (id < L.vocab) {
+          dtable[int64_t(id) * hidden + c] += s;
         }
-#pragma unroll
-        for (int k = 0; k < kSumCols; k++) partial[warp][lane + 32 * k] = acc[k];
-        __syncthreads();
-        const int64_t c = c0 + threadIdx.x;
-        if (c < hidden) {
-          float s = 0.f;
-          for (int w = 0; w < kSumWarps; w++) s += partial[w][threadIdx.x];
-          drow[c] += s;
-        }
-        __syncthreads();
+        s = 0.f;
       }
     }
-    __syncthreads();  // run_end is rewritten for the next run
+  }
+}
+
+__global__ void __launch_bounds__(kSumThreads) segment_sum_join_kernel(PieceLayout L, float* __restrict__ dtable,
+                                                                       const float* __restrict__ head,
+                                                                       const float* __restrict__ tail,
+                                                                       int64_t hidden) {
+  const int64_t pieces = (L.n_rows + kPiece - 1) / kPiece;
+  for (int64_t p = blockIdx.x; p < pieces; p += gridDim.x) {
+    // A tail partial exists when the run at the end of p goes on and did not also fill p from
+    // an earlier piece (then p's whole segment is a head partial of a run started earlier).
+    if (!L.continues_out(p)) continue;
+    const uint32_t id = L.keys[L.end(p) - 1];
+    if (L.continues_in(p) && L.keys[p * kPiece] == id) continue;
+    if (id >= L.vocab) continue;
+    for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) {
+      float s = tail[p * hidden + c];
+      for (int64_t q = p + 1; q < pieces; q++) {
+        s += head[q * hidden + c];
+        if (!(L.continues_out(q) && L.keys[q * kPiece] == id)) break;  // the run ends in q
+      }
+      dtable[int64_t(id) * hidden + c] += s;
+    }
   }
 }
 
@@ -217,13 +222,21 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
   LMF_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, kin, kout, ptr<int32_t>(vals_in),
                                                  ptr<int32_t>(vals_out), n_rows, 0, end_bit, s));
 
+  const int64_t pieces = (n_rows + kPiece - 1) / kPiece;
   const int64_t max_blocks = int64_t(sm_count()) * 8;
-  const int blocks = int(n_rows < max_blocks ? n_rows : max_blocks);
+  const int blocks = int(pieces < max_blocks ? pieces : max_blocks);
+  const int threads = int(hidden >= kSumThreads ? kSumThreads : ((hidden + 31) / 32) * 32);
+  Tensor partials = Tensor::empty({2, pieces, hidden}, DType::f32, dev);
+  float* head = ptr<float>(partials);
+  float* tail = head + pieces * hidden;
+  const PieceLayout L{kout, n_rows, uint32_t(vocab)};
   dispatch_floating(dout.dtype(), "embedding_backward", [&]<class T>() {
-    segment_sum_kernel<T><<<blocks, kSumThreads, 0, s>>>(kout, ptr<const int32_t>(vals_out), ptr<const T>(dout),
-                                                     ptr<float>(dtable_acc), n_rows, hidden, uint32_t(vocab));
+    segment_sum_pieces_kernel<T><<<blocks, threads, 0, s>>>(L, ptr<const int32_t>(vals_out), ptr<const T>(dout),
+                                                            ptr<float>(dtable_acc), head, tail, hidden);
     LMF_CUDA_CHECK_LAUNCH();
   });
+  segment_sum_join_kernel<<<blocks, threads, 0, s>>>(L, ptr<float>(dtable_acc), head, tail, hidden);
+  LMF_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace lmf::cuda
