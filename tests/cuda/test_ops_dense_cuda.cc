@@ -176,6 +176,10 @@ TEST(CudaDense, EmbeddingMatchesCpuAndIsDeterministic) {
   EXPECT_EQ(0, std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)));
   EXPECT_NE(v1[3 * 64], 0.f);
   EXPECT_EQ(v1[2 * 64], 0.f);
+  // A run over the whole batch (here 256 pieces of sorted pairs) sums like the CPU reference.
+  Tensor gc = Tensor::zeros({8, 64}, DType::f32);
+  cpu::embedding_backward(ids.to(Device::cpu()), dout.to(Device::cpu()), gc);
+  EXPECT_LT(rel_error(g1, gc), 1e-5);
 }
 
 TEST(CudaDense, EmbeddingRangeErrorOnDevice) {

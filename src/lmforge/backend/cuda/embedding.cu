@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kSumThreads) segment_sum_join_kernel(PieceLayo
       float s = tail[p * hidden + c];
       for (int64_t q = p + 1; q < pieces; q++) {
         s += head[q * hidden + c];
-        if (!(L.continues_out(q) && L.keys[q * kPiece] == id)) break;  // the run ends in q
+        if (!(L.continues_out(q) && L.keys[L.end(q) - 1] == id)) break;  // the run ends in q
       }
       dtable[int64_t(id) * hidden + c] += s;
     }
