@@ -43,7 +43,9 @@ struct Args {
   std::string only, device = "cuda", dtype = "bf16";
   int iters = 20, warmup = 3;
   int64_t heads = 12, head_dim = 64;
-  std::vector<std::string> variants;  // values of LMF_ATTN_BWD_VARIANT; empty: leave it alone
+  // Backward variants to time ("N": LMF_ATTN_BWD_VARIANT=N, "atomicN": also LMF_ATTN_BWD=atomic);
+  // empty: leave the environment alone. TEMPORARY default for one GPU comparison run.
+  std::vector<std::string> variants{"0", "1", "2", "3", "atomic0", "atomic1"};
 };
 
 Args parse(int argc, char** argv) {
@@ -63,6 +65,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--head-dim") a.head_dim = std::stoll(next());
     else if (k == "--variants") {
       const std::string v = next();
+      a.variants.clear();
       for (size_t b = 0; b <= v.size();) {
         const size_t e = std::min(v.find(',', b), v.size());
         if (e > b) a.variants.push_back(v.substr(b, e - b));
