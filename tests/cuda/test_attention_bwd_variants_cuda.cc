@@ -123,3 +123,30 @@ TEST(AttentionBwdVariantsCuda, AtomicOtherHeadDimsMatchCpu) {
     EXPECT_LT(r.grad_rel[2], 1e-2) << tag << " dv";
   }
 }
+
+// The D > 64 dQ kernel variants (64-key tiles; Q / dO fragments from shared memory).
+TEST(AttentionBwdVariantsCuda, HeadDim128DqVariantsMatchCpu) {
+  for (const char* variant : {"1", "2"}) {
+    EnvGuard env("LMF_ATTN_BWD_VARIANT", variant);
+    for (const int64_t d : {96, 128}) {
+      for (const bool causal : {false, true}) {
+        const std::vector<int32_t> cu{0, 1, 300, 317};
+        const int64_t N = cu.back();
+        ops::AttentionOptions o;
+        o.causal = causal;
+        o.window_right = causal ? -1 : 70;
+        auto fn = [&](const std::vector<Tensor>& in) { return ops::attention(in[0], in[1], in[2], cu, o); };
+        const std::vector<Tensor> ins = {test::random_tensor({N, 2, d}, DType::f32, 51, -2.f, 2.f),
+                                         test::random_tensor({N, 1, d}, DType::f32, 52, -2.f, 2.f),
+                                         test::random_tensor({N, 1, d}, DType::f32, 53)};
+        auto r = test::compare_cpu_cuda(fn, ins, DType::bf16);
+        const std::string tag = "d " + std::to_string(d) + (causal ? " causal" : " right70") + " variant " + variant;
+        EXPECT_LT(r.out_rel, 1e-2) << tag << " out";
+        ASSERT_EQ(r.grad_rel.size(), 3u) << tag;
+        EXPECT_LT(r.grad_rel[0], 1e-2) << tag << " dq";
+        EXPECT_LT(r.grad_rel[1], 1e-2) << tag << " dk";
+        EXPECT_LT(r.grad_rel[2], 1e-2) << tag << " dv";
+      }
+    }
+  }
+}

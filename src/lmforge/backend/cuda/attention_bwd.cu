@@ -322,21 +322,24 @@ __global__ void __launch_bounds__(kThreads, (kKT == 1 && kD <= 64) ? 3 : 2) dkdv
 
 // ---- dQ: one block per (64 MT-query tile, q head, sequence), like the forward ---------------
 // MT = 16-row MMA tiles per warp: with 2, every K / V fragment read from shared memory feeds
-// two MMAs (then BK = 32 keeps the S, dP registers in bounds).
-template <int kD, int kMT>
+// two MMAs (then BK = 32 keeps the S, dP registers in bounds). kBK > 0 overrides the key tile;
+// kQS reads the Q / dO fragments from shared memory per key tile instead of keeping them in
+// registers (64 registers fewer at D = 128).
+template <int kD, int kMT, int kBK = 0, bool kQS = false>
 struct DqShape {
-  static constexpr int MT = kMT, BQ = 64 * MT, BK = (kD > 64 || MT > 1) ? 32 : 64, LDS = kD + 8;
-  // Two stages of K and V tiles [BK][LDS]; stage 1 first holds the Q and dO tiles [BQ][LDS]
-  // (read into registers before the first prefetch overwrites them).
+  static constexpr int MT = kMT, BQ = 64 * MT, BK = kBK > 0 ? kBK : (kD > 64 || MT > 1) ? 32 : 64, LDS = kD + 8;
+  // Two stages of K and V tiles [BK][LDS]; the Q and dO tiles [BQ][LDS] after them (kQS), or
+  // first in stage 1 (read into registers before the first prefetch overwrites them).
   static constexpr int kStage = 2 * BK * LDS;
   static constexpr size_t smem_bytes =
-      size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
+      kQS ? size_t(2 * kStage + 2 * BQ * LDS) * sizeof(uint16_t)
+          : size_t(kStage + (kStage > 2 * BQ * LDS ? kStage : 2 * BQ * LDS)) * sizeof(uint16_t);
 };
 
 // 16 rows per warp at D <= 64 fit in 168 registers: 3 blocks (12 warps) per SM.
-template <class T, int kD, int kMT>
+template <class T, int kD, int kMT, int kBK, bool kQS>
 __global__ void __launch_bounds__(kThreads, (kMT == 1 && kD <= 64) ? 3 : 2) dq_tc_kernel(const Params p) {
-  using Sh = DqShape<kD, kMT>;
+  using Sh = DqShape<kD, kMT, kBK, kQS>;
   constexpr int MT = Sh::MT, BQ = Sh::BQ, BK = Sh::BK, LDS = Sh::LDS, kStage = Sh::kStage;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* const sK0 = reinterpret_cast<uint16_t*>(smem_raw);  // stage st: K at sK0 + st kStage
@@ -365,7 +368,7 @@ __global__ void __launch_bounds__(kThreads, (kMT == 1 && kD <= 64) ? 3 : 2) dq_t
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + int64_t(t0) * p.k_st + int64_t(hk) * p.k_sh;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + int64_t(t0) * p.v_st + int64_t(hk) * p.v_sh;
 
-  uint16_t* const sQ = sK0 + kStage;
+  uint16_t* const sQ = sK0 + (kQS ? 2 : 1) * kStage;
   uint16_t* const sdO = sQ + BQ * LDS;
   load_rows_async<kD, BQ>(sQ, LDS, qbase, p.q_st, q0, L, p.D, p.vec);
   load_rows_async<kD, BQ>(sdO, LDS, obase, int64_t(p.Hq) * p.D, q0, L, p.D, p.vec);
@@ -387,15 +390,19 @@ __global__ void __launch_bounds__(kThreads, (kMT == 1 && kD <= 64) ? 3 : 2) dq_t
     }
   cp_async_wait<0>();
   __syncthreads();
-  uint32_t qf[MT][kD / 16][4], of[MT][kD / 16][4];  // A fragments of this warp's Q and dO rows
+  // A fragments of this warp's Q and dO rows (kQS: read per key tile instead).
+  constexpr int kKS = kQS ? 1 : kD / 16;
+  uint32_t qf[MT][kKS][4], of[MT][kKS][4];
+  if constexpr (!kQS) {
 #pragma unroll
-  for (int mt = 0; mt < MT; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-    for (int ks = 0; ks < kD / 16; ks++) {
-      ldsm_x4(qf[mt][ks], frag_a_rows(sQ, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
-      ldsm_x4(of[mt][ks], frag_a_rows(sdO, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
-    }
-  __syncthreads();  // stage 1 is free for the first prefetch
+      for (int ks = 0; ks < kD / 16; ks++) {
+        ldsm_x4(qf[mt][ks], frag_a_rows(sQ, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+        ldsm_x4(of[mt][ks], frag_a_rows(sdO, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+      }
+    __syncthreads();  // stage 1 is free for the first prefetch
+  }
 
   float dq[MT][kD / 8][4];
 #pragma unroll
@@ -424,6 +431,14 @@ __global__ void __launch_bounds__(kThreads, (kMT == 1 && kD <= 64) ? 3 : 2) dq_t
           for (int e = 0; e < 4; e++) sc[mt][nt][e] = dp[mt][nt][e] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ks++) {
+        if constexpr (kQS) {
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            ldsm_x4(qf[mt][0], frag_a_rows(sQ, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+            ldsm_x4(of[mt][0], frag_a_rows(sdO, LDS, w0 - q0 + 16 * mt, ks * 16, lane));
+          }
+        }
+        const int kq = kQS ? 0 : ks;
 #pragma unroll
         for (int nt = 0; nt < BK / 8; nt += 2) {
           uint32_t bk[4], bv[4];
@@ -431,10 +446,10 @@ __global__ void __launch_bounds__(kThreads, (kMT == 1 && kD <= 64) ? 3 : 2) dq_t
           ldsm_x4(bv, frag_b_rows(sV, LDS, nt * 8, ks * 16, lane));
 #pragma unroll
           for (int mt = 0; mt < MT; mt++) {
-            mma16816<T>(sc[mt][nt], qf[mt][ks], bk[0], bk[1]);
-            mma16816<T>(sc[mt][nt + 1], qf[mt][ks], bk[2], bk[3]);
-            mma16816<T>(dp[mt][nt], of[mt][ks], bv[0], bv[1]);
-            mma16816<T>(dp[mt][nt + 1], of[mt][ks], bv[2], bv[3]);
+            mma16816<T>(sc[mt][nt], qf[mt][kq], bk[0], bk[1]);
+            mma16816<T>(sc[mt][nt + 1], qf[mt][kq], bk[2], bk[3]);
+            mma16816<T>(dp[mt][nt], of[mt][kq], bv[0], bv[1]);
+            mma16816<T>(dp[mt][nt + 1], of[mt][kq], bv[2], bv[3]);
           }
         }
       }
@@ -677,11 +692,11 @@ void launch_tc_atomic(const Params& p, int num_seqs, int max_seqlen, int64_t dq_
   LMF_CUDA_CHECK_LAUNCH();
 }
 
-template <class T, int kD, int kDqMT, int kKT>
+template <class T, int kD, int kDqMT, int kKT, int kDqBK = 0, bool kDqQS = false>
 void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
-  using DqSh = DqShape<kD, kDqMT>;
+  using DqSh = DqShape<kD, kDqMT, kDqBK, kDqQS>;
   using DkdvSh = DkdvShape<kD, kKT>;
-  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT>;
+  auto dq_kernel = dq_tc_kernel<T, kD, kDqMT, kDqBK, kDqQS>;
   auto dkdv_kernel = dkdv_tc_kernel<T, kD, kKT, false>;
   static const bool configured = [&] {
     allow_smem(dq_kernel, DqSh::smem_bytes);
@@ -697,7 +712,8 @@ void launch_tc(const Params& p, int num_seqs, int max_seqlen) {
 
 // LMF_ATTN_BWD_VARIANT (benchmarking only; read per call so that one process can compare):
 // D <= 64 tile shapes, (dQ rows per warp, dK/dV keys per warp) = 0: (32, 32), 1: (16, 16),
-// 2: (32, 16), 3: (16, 32).
+// 2: (32, 16), 3: (16, 32); D > 64: variant 1 gives the dQ kernel 64-key tiles instead of 32, variant 2 also reads its
+// Q / dO fragments from shared memory.
 int bwd_variant() {
   const char* v = std::getenv("LMF_ATTN_BWD_VARIANT");
   return v ? std::atoi(v) : 0;
@@ -739,7 +755,9 @@ void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen)
           case 3: launch_tc<T, 64, 1, 2>(p, num_seqs, max_seqlen); break;
           default: launch_tc<T, 64, 2, 2>(p, num_seqs, max_seqlen);
         }
-      } else launch_tc<T, 128, 1, 1>(p, num_seqs, max_seqlen);
+      } else if (variant == 1) launch_tc<T, 128, 1, 1, 64>(p, num_seqs, max_seqlen);
+      else if (variant == 2) launch_tc<T, 128, 1, 1, 64, true>(p, num_seqs, max_seqlen);
+      else launch_tc<T, 128, 1, 1>(p, num_seqs, max_seqlen);
     };
     if (dtype == DType::f16) go.template operator()<__half>();
     else go.template operator()<__nv_bfloat16>();
