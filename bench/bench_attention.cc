@@ -44,8 +44,8 @@ struct Args {
   int iters = 20, warmup = 3;
   int64_t heads = 12, head_dim = 64;
   // Backward variants to time ("N": LMF_ATTN_BWD_VARIANT=N, "atomicN": also LMF_ATTN_BWD=atomic);
-  // empty: leave the environment alone. TEMPORARY default for one GPU comparison run.
-  std::vector<std::string> variants{"0", "1", "2"};
+  // empty: leave the environment alone.
+  std::vector<std::string> variants;
 };
 
 Args parse(int argc, char** argv) {

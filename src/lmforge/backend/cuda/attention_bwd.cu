@@ -2,23 +2,25 @@
 // row, the saved lse and D_i = rowsum(dO_i * O_i) (attention.cu computes D first), and
 // recompute P_ij = exp(scale q_i.k_j - lse_i) instead of storing it.
 //
-// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2, with
-// dQ in its own pass instead of FA2's fp32 atomics). Two kernels, each writing its rows once:
-//  dkdv_tc_kernel: one block of 4 warps per (64-key tile, kv head, sequence); warp w owns keys
-//   16w..16w+15 and keeps their dK, dV accumulators in registers for the whole kernel, so
+// Tensor-core path (bf16/f16, D <= 128; FlashAttention-2 backward, Dao 2023, Algorithm 2, by
+// default with dQ in its own pass instead of FA2's fp32 atomics). Two kernels, each writing its
+// rows once:
+//  dkdv_tc_kernel: one block of 4 warps per (64 KT-key tile, kv head, sequence); warp w owns
+//   16 KT keys and keeps their dK, dV accumulators in registers for the whole kernel, so
 //   grouped heads cost nothing extra: the block loops over the q heads of its kv head and over
-//   the query tiles (BQ = 64, or 32 for D > 64 to bound registers) that can see its keys
-//   (causal / window bounds); Q / dO tiles are double-buffered (cp.async copies the next item
-//   while this one is used). Per item, keys as the M dimension:
+//   the query tiles that can see its keys (causal / window bounds); Q / dO tiles, lse and D are
+//   double-buffered (cp.async copies the next item while this one is used). Per item, keys as
+//   the M dimension:
 //     S^T = K Q^T, dP^T = V dO^T  ->  P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - D)
 //     dV += P^T dO,  dK += dS^T Q  (P^T, dS^T reused from registers as A fragments)
-//  dq_tc_kernel: one block of 4 warps per (64-query tile, q head, sequence), shaped like the
+//  dq_tc_kernel: one block of 4 warps per (64 MT-query tile, q head, sequence), shaped like the
 //   forward: Q and dO fragments stay in registers, K / V tiles are double-buffered, and per key
 //   tile S = Q K^T, dP = dO V^T, dS = P (dP - D), dQ += dS K.
-// The dQ pass recomputes S and dP (7 tile products instead of 5), which costs less than one
-// fp32 atomic per dQ element per key tile did (and makes dQ deterministic).
-// Both kernels skip, per warp, tiles that none of its rows see, and mask only tiles that are
-// partly visible.
+// The dQ pass recomputes S and dP (7 tile products instead of 5) and keeps dQ deterministic.
+// LMF_ATTN_BWD=atomic instead runs dkdv_tc_kernel<..., kDq = true> alone: it stages dS^T in
+// shared memory and adds dQ = dS K per item into an fp32 scratch with atomics (FA2's pass).
+// Both kernels decide per warp and tile, warp-uniformly: skip (no row sees the tile), full (no
+// mask work) or edge (masked scores set to -inf before the exponential).
 //
 // Generic path (f32, or D > 128): no atomics. dq_kernel: one warp per query row (like the
 // forward); dkdv_kernel: one warp per key row, looping over the queries that see it (the
