@@ -11,10 +11,10 @@
 //   varlen_4x8192 (lengths 8192, 5461, 2731, 1024), window128_4x8192 (|i - j| <= 64: ModernBERT's
 //   local attention of 128 = 129 keys).
 // Usage: bench_attention [--case NAME] [--iters 20] [--warmup 3] [--device cuda|cpu]
-//        [--dtype bf16|f16|f32] [--heads 12] [--head-dim 64] [--variants 0,1,atomic0,...]
+//        [--dtype bf16|f16|f32] [--heads 12] [--head-dim 64] [--variants [0,1,atomic0,...]]
 // --variants runs every case once per value: "N" sets LMF_ATTN_BWD_VARIANT=N (CUDA backward
 // tile shapes, see backend/cuda/attention_bwd.cu), "atomicN" also sets LMF_ATTN_BWD=atomic;
-// each line gets a "variant" key.
+// each line gets a "variant" key; --variants alone times 0,1,2,3,atomic0,atomic1.
 // Times are CUDA events on lmforge's stream (wall clock on cpu).
 #include <algorithm>
 #include <chrono>
@@ -63,8 +63,10 @@ Args parse(int argc, char** argv) {
     else if (k == "--dtype") a.dtype = next();
     else if (k == "--heads") a.heads = std::stoll(next());
     else if (k == "--head-dim") a.head_dim = std::stoll(next());
-    else if (k == "--variants") {
-      const std::string v = next();
+    else if (k == "--variants") {  // without a value (or before another flag): all variants
+      const std::string v = (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0)
+                                ? std::string(argv[++i])
+                                : std::string("0,1,2,3,atomic0,atomic1");
       a.variants.clear();
       for (size_t b = 0; b <= v.size();) {
         const size_t e = std::min(v.find(',', b), v.size());
