@@ -11,10 +11,14 @@
 //   varlen_4x8192 (lengths 8192, 5461, 2731, 1024), window128_4x8192 (|i - j| <= 64: ModernBERT's
 //   local attention of 128 = 129 keys).
 // Usage: bench_attention [--case NAME] [--iters 20] [--warmup 3] [--device cuda|cpu]
-//        [--dtype bf16|f16|f32] [--heads 12] [--head-dim 64]
+//        [--dtype bf16|f16|f32] [--heads 12] [--head-dim 64] [--variants [0,1,atomic0,...]]
+// --variants runs every case once per value: "N" sets LMF_ATTN_BWD_VARIANT=N (CUDA backward
+// tile shapes, see backend/cuda/attention_bwd.cu), "atomicN" also sets LMF_ATTN_BWD=atomic;
+// each line gets a "variant" key; --variants alone times 0,1,2,3,atomic0,atomic1.
 // Times are CUDA events on lmforge's stream (wall clock on cpu).
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -39,6 +43,9 @@ struct Args {
   std::string only, device = "cuda", dtype = "bf16";
   int iters = 20, warmup = 3;
   int64_t heads = 12, head_dim = 64;
+  // Backward variants to time ("N": LMF_ATTN_BWD_VARIANT=N, "atomicN": also LMF_ATTN_BWD=atomic);
+  // empty: leave the environment alone.
+  std::vector<std::string> variants;
 };
 
 Args parse(int argc, char** argv) {
@@ -56,6 +63,17 @@ Args parse(int argc, char** argv) {
     else if (k == "--dtype") a.dtype = next();
     else if (k == "--heads") a.heads = std::stoll(next());
     else if (k == "--head-dim") a.head_dim = std::stoll(next());
+    else if (k == "--variants") {  // without a value (or before another flag): all variants
+      const std::string v = (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0)
+                                ? std::string(argv[++i])
+                                : std::string("0,1,2,3,atomic0,atomic1");
+      a.variants.clear();
+      for (size_t b = 0; b <= v.size();) {
+        const size_t e = std::min(v.find(',', b), v.size());
+        if (e > b) a.variants.push_back(v.substr(b, e - b));
+        b = e + 1;
+      }
+    }
     else fail("bench_attention: unknown argument '", k, "'");
   }
   if (a.iters < 1) fail("bench_attention: --iters must be >= 1");
@@ -111,7 +129,7 @@ double median_ms(const Args& a, Device dev, F&& fn) {
   return ms[ms.size() / 2];
 }
 
-void run_case(const Args& a, const Case& c) {
+void run_case(const Args& a, const Case& c, const std::string& variant) {
   const Device dev = a.device == "cpu" ? Device::cpu() : Device::cuda(0);
   const DType dt = parse_dtype(a.dtype);
   const int64_t H = a.heads, D = a.head_dim;
@@ -146,10 +164,11 @@ void run_case(const Args& a, const Case& c) {
       "{\"bench\": \"attention\", \"impl\": \"lmforge\", \"device\": \"%s\", \"dtype\": \"%s\", \"case\": \"%s\", "
       "\"batch\": %zu, \"seqlen\": %lld, \"tokens\": %lld, \"heads\": %lld, \"head_dim\": %lld, \"causal\": %s, "
       "\"window_left\": %lld, \"window_right\": %lld, \"iters\": %d, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, "
-      "\"fwd_tflops\": %.3f, \"fwdbwd_tflops\": %.3f}\n",
+      "\"fwd_tflops\": %.3f, \"fwdbwd_tflops\": %.3f%s}\n",
       dev.str().c_str(), a.dtype.c_str(), c.name.c_str(), c.lens.size(), (long long)c.seqlen, (long long)N,
       (long long)H, (long long)D, c.causal ? "true" : "false", (long long)c.wl, (long long)c.wr, a.iters, fwd, fwdbwd,
-      f_fwd / (fwd / 1e3) / 1e12, f_all / (fwdbwd / 1e3) / 1e12);
+      f_fwd / (fwd / 1e3) / 1e12, f_all / (fwdbwd / 1e3) / 1e12,
+      variant.empty() ? "" : (", \"variant\": \"" + variant + "\"").c_str());
   std::fflush(stdout);
 }
 
@@ -161,7 +180,14 @@ int main(int argc, char** argv) {
     bool any = false;
     for (const Case& c : all_cases()) {
       if (!a.only.empty() && a.only != c.name) continue;
-      run_case(a, c);
+      if (a.variants.empty()) run_case(a, c, "");
+      for (const std::string& v : a.variants) {  // "N" or "atomicN" (LMF_ATTN_BWD=atomic)
+        const bool atomic = v.rfind("atomic", 0) == 0;
+        if (atomic) setenv("LMF_ATTN_BWD", "atomic", 1);
+        else unsetenv("LMF_ATTN_BWD");
+        setenv("LMF_ATTN_BWD_VARIANT", atomic ? v.substr(6).c_str() : v.c_str(), 1);
+        run_case(a, c, v);
+      }
       any = true;
     }
     if (!any) fail("bench_attention: unknown case '", a.only, "'");

@@ -32,6 +32,7 @@ Params make_params(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   p.k_sh = k.strides()[1];
   p.v_st = v.strides()[0];
   p.v_sh = v.strides()[1];
+  p.N = q.size(0);
   p.cu = static_cast<const int32_t*>(cu_seqlens.data_ptr());
   p.Hq = int(q.size(1));
   p.Hkv = int(k.size(1));
@@ -94,7 +95,14 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.dq = dq.data_ptr();
   p.dk = dk.data_ptr();
   p.dv = dv.data_ptr();
-  // Every kernel writes its dQ / dK / dV rows exactly once (no scratch, no atomics).
+  // By default every kernel writes its dQ / dK / dV rows exactly once (no scratch, no atomics);
+  // LMF_ATTN_BWD=atomic adds dQ into a zeroed fp32 scratch instead (one pass, see attention_bwd.cu).
+  Tensor dq_acc;
+  if (attn::use_atomic_dq(q.dtype(), p.D)) {
+    dq_acc = Tensor::empty({N, int64_t(p.Hq), int64_t(p.D)}, DType::f32, q.device());
+    dq_acc.zero_();
+    p.dq_acc = ptr<float>(dq_acc);
+  }
   attn::launch_backward(p, q.dtype(), int(cu_seqlens.numel() - 1), int(max_seqlen));
 }
 

@@ -35,6 +35,8 @@ struct Params {
   const float* lse_in;
   const float* Di;   // rowsum(dO * O) [N, Hq]
   void *dq, *dk, *dv;
+  float* dq_acc;      // LMF_ATTN_BWD=atomic: zeroed fp32 [N, Hq, D] scratch for dQ (else null)
+  int64_t N;          // tokens in the stream
   const int32_t* cu;  // [S + 1] on the device
   int seq_offset;     // blockIdx.z + seq_offset = sequence index (grids of > 65535 sequences)
   int Hq, Hkv, group, D;
@@ -112,6 +114,11 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const uint16_t* row)
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+// 4-byte variant (.ca: sizes below 16 bytes), for per-row statistics (lse, D_i).
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -200,6 +207,29 @@ __device__ __forceinline__ void load_tile_async(uint16_t* dst, int lds, const ui
   }
 }
 
+// load_tile_async for a tile of exactly kRows rows, with the index math of a fixed-size tile:
+// kThreads is a multiple of the 16-byte chunks per row, so each thread keeps one column and
+// walks rows r0, r0 + kStep, ... (no division per chunk, one bounds test per row).
+template <int kD, int kRows>
+__device__ __forceinline__ void load_rows_async(uint16_t* dst, int lds, const uint16_t* base, int64_t st, int row0,
+                                                int L, int D, bool vec) {
+  if (!vec) {
+    load_tile<kD>(dst, lds, base, st, row0, kRows, L, D, false);
+    return;
+  }
+  constexpr int kChunks = kD / 8, kStep = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kRows % kStep == 0, "load_rows_async: tile shape");
+  const int tid = int(threadIdx.x), c = (tid % kChunks) * 8, r0 = tid / kChunks;
+  const bool col_ok = c < D;
+  const uint16_t* src = base + int64_t(row0 + r0) * st + c;
+  uint16_t* d = dst + r0 * lds + c;
+#pragma unroll
+  for (int k = 0; k < kRows / kStep; k++) {
+    if (col_ok && row0 + r0 + k * kStep < L) cp_async16(d + k * kStep * lds, src + int64_t(k) * kStep * st);
+    else *reinterpret_cast<uint4*>(d + k * kStep * lds) = make_uint4(0, 0, 0, 0);
+  }
+}
+
 // ---- warp reductions ------------------------------------------------------------------------
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -215,8 +245,13 @@ __device__ __forceinline__ float warp_max(float x) {
 // ---- launchers (attention_fwd.cu, attention_bwd.cu) -----------------------------------------
 // grid: x = tiles of max_seqlen, y = heads, z = sequences (chunks of 65535, seq_offset set).
 void launch_forward(const Params& p, DType dtype, int num_seqs, int max_seqlen);
-// Di must be computed by the caller (attention.cu).
+// Di must be computed by the caller (attention.cu). With p.dq_acc set (only where
+// use_atomic_dq), dQ is accumulated there with fp32 atomics and then written to p.dq.
 void launch_backward(const Params& p, DType dtype, int num_seqs, int max_seqlen);
+// LMF_ATTN_BWD=atomic (read per call): FlashAttention-2's single-pass backward for the
+// tensor-core cases (non-deterministic dQ summation order); otherwise the deterministic
+// two-kernel backward. See docs/attention.md.
+bool use_atomic_dq(DType dtype, int D);
 // Whether the tensor-core kernels handle this case (bf16/f16 and D <= 128).
 inline bool use_tensor_cores(DType dtype, int D) { return dtype != DType::f32 && D <= 128; }
 
