@@ -25,6 +25,7 @@
 #include <cstdlib>
 
 #include "lmforge/backend/cuda/selective_scan_grad.cuh"
+#include "lmforge/backend/cuda/selective_scan_rows.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -78,8 +79,10 @@ void launch_prep(const ScanParams& p) {
 }
 
 template <class T, int G>
-void launch_backward(const ScanParams& p) {
-  if (walker_rows(p, G) == 1)
+void launch_backward(const ScanParams& p, DType t) {
+  if (use_rows_impl(p))
+    launch_rows_prep(p, t);
+  else if (walker_rows(p, G) == 1)
     launch_prep<T, G, 1>(p);
   else
     launch_prep<T, G, 4>(p);
@@ -166,13 +169,13 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   dispatch_floating(t, op, [&]<class T>() {
     switch (G) {
       case 2:
-        scan::launch_backward<T, 2>(p);
+        scan::launch_backward<T, 2>(p, t);
         break;
       case 4:
-        scan::launch_backward<T, 4>(p);
+        scan::launch_backward<T, 4>(p, t);
         break;
       default:
-        scan::launch_backward<T, 8>(p);
+        scan::launch_backward<T, 8>(p, t);
         break;
     }
     const int64_t n = B * L * N;
