@@ -130,45 +130,46 @@ __device__ __forceinline__ void rows_phase_a(const ScanParams& p, const char* bu
 }
 
 // Forward: the 32 steps of one chunk from the carried h; y of the channel to s_y [kCS][kRC].
+// The partial sums of y stay in registers for the whole chunk and are reduced over the G lanes
+// once at its end (same shuffle count as per 8 steps, but no shuffle or shared store inside the
+// step sequence, so the compiler can hoist the loads and exps of later steps freely; the shared
+// pointers are __restrict__ for the same reason).
 template <int NS, int G, bool kReset>
-__device__ __forceinline__ void rows_fwd_chunk(const float2* s_dtu, const float* s_B, const float* s_C, float* s_y,
+__device__ __forceinline__ void rows_fwd_chunk(const float2* __restrict__ s_dtu, const float* __restrict__ s_B,
+                                               const float* __restrict__ s_C, float* __restrict__ s_y,
                                                uint32_t mask, const float (&A2)[NS], float (&h)[NS], int cl,
                                                int g, int lane) {
   constexpr int kNPad = NS * G;
   constexpr int kAcc = NS >= 8 ? 2 : 1;  // independent partial sums of C h (shorter FMA chains)
+  float yv[kCS];
 #pragma unroll
-  for (int tb = 0; tb < kCS; tb += 8) {
-    float yv[8];
+  for (int t = 0; t < kCS; t++) {
+    const float2 dd = s_dtu[t * kRC + cl];
+    float bb[NS], cc[NS];
+    ld_slice<NS>(s_B + t * kNPad + g * NS, bb);
+    ld_slice<NS>(s_C + t * kNPad + g * NS, cc);
+    float acc[kAcc];
 #pragma unroll
-    for (int jj = 0; jj < 8; jj++) {
-      const int t = tb + jj;
-      const float2 dd = s_dtu[t * kRC + cl];
-      float bb[NS], cc[NS];
-      ld_slice<NS>(s_B + t * kNPad + g * NS, bb);
-      ld_slice<NS>(s_C + t * kNPad + g * NS, cc);
-      float acc[kAcc];
+    for (int k = 0; k < kAcc; k++) acc[k] = 0.f;
 #pragma unroll
-      for (int k = 0; k < kAcc; k++) acc[k] = 0.f;
-#pragma unroll
-      for (int i = 0; i < NS; i++) {
-        float a = exp2_approx(dd.x * A2[i]);
-        if constexpr (kReset) a = ((mask >> t) & 1u) ? 0.f : a;
-        h[i] = fmaf(a, h[i], dd.y * bb[i]);
-        acc[i % kAcc] = fmaf(h[i], cc[i], acc[i % kAcc]);
-      }
-      yv[jj] = kAcc == 2 ? acc[0] + acc[kAcc - 1] : acc[0];
+    for (int i = 0; i < NS; i++) {
+      float a = exp2_approx(dd.x * A2[i]);
+      if constexpr (kReset) a = ((mask >> t) & 1u) ? 0.f : a;
+      h[i] = fmaf(a, h[i], dd.y * bb[i]);
+      acc[i % kAcc] = fmaf(h[i], cc[i], acc[i % kAcc]);
     }
-    if constexpr (G == 1) {
+    yv[t] = kAcc == 2 ? acc[0] + acc[kAcc - 1] : acc[0];
+  }
+  if constexpr (G == 1) {
 #pragma unroll
-      for (int jj = 0; jj < 8; jj++) s_y[(tb + jj) * kRC + cl] = yv[jj];
-    } else {
-      using Red = LaneReduce<8, G / 2, 1>;
-      int base = 0;
-      Red::run(yv, lane, base);
-      if ((lane & Red::kWriterMask) == 0) {
+    for (int t = 0; t < kCS; t++) s_y[t * kRC + cl] = yv[t];
+  } else {
+    using Red = LaneReduce<kCS, G / 2, 1>;
+    int base = 0;
+    Red::run(yv, lane, base);
+    if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s_y[(tb + base + j) * kRC + cl] = yv[j];
-      }
+      for (int j = 0; j < Red::kOut; j++) s_y[(base + j) * kRC + cl] = yv[j];
     }
   }
   (void)lane;
@@ -249,11 +250,12 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
 // Preparation: the chunk's 32 steps: states h and the segment's running (P, G) (see
 // selective_scan_chunked.cuh for what they summarize).
 template <int NS, int G, bool kReset>
-__device__ __forceinline__ void rows_prep_chunk(const float2* s_dtu, const float* s_gy, const float* s_B,
-                                                const float* s_C, uint32_t mask, const float (&A2)[NS],
-                                                float (&h)[NS], float (&P)[NS], float (&Gs)[NS], int cl, int g) {
+__device__ __forceinline__ void rows_prep_chunk(const float2* __restrict__ s_dtu, const float* __restrict__ s_gy,
+                                                const float* __restrict__ s_B, const float* __restrict__ s_C,
+                                                uint32_t mask, const float (&A2)[NS], float (&h)[NS],
+                                                float (&P)[NS], float (&Gs)[NS], int cl, int g) {
   constexpr int kNPad = NS * G;
-#pragma unroll 8
+#pragma unroll(NS <= 4 ? kCS : 8)
   for (int t = 0; t < kCS; t++) {
     const float2 dd = s_dtu[t * kRC + cl];
     const float gy = s_gy[t * kRC + cl];
@@ -349,12 +351,13 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
 }
 
 // Lanes per channel G of the row walkers for this problem (NS = npad / G states per thread):
-// LMF_SCAN_ROWS_G=1|2|4|8 forces it when valid; otherwise the G whose busiest SM sub-partition
-// gets the least recurrence work (ceil(warps / (4 SMs)) x NS), ties to the G nearest 4.
+// LMF_SCAN_ROWS_G=1|2|4|8 forces it when valid; otherwise the smallest G (least per-state
+// overhead) that puts at least 14 warps on every SM (latency hiding), else the largest.
 int rows_groups(const ScanParams& p, int npad);
 
 // "chunked" (the chunk-parallel walkers, selective_scan_chunked.cuh) or "rows" (this file):
-// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows.
+// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows when the largest G reaches 14 warps per
+// SM, else chunked (too few channels: the chunk walker's time parallelism wins, 130m 4x4096).
 bool use_rows_impl(const ScanParams& p);
 
 // Launch the row-walker forward / preparation for activation dtype t (selective_scan_rows.cu);
