@@ -21,7 +21,7 @@
 // out = (y + D u) silu(z) coalesced.
 #pragma once
 
-#include "lmforge/backend/cuda/selective_scan_chunked.cuh"
+#include "lmforge/backend/cuda/selective_scan_grad.cuh"
 
 namespace lmf::cuda::scan {
 
@@ -253,10 +253,12 @@ template <int NS, int G, bool kReset>
 __device__ __forceinline__ void rows_prep_chunk(const float2* __restrict__ s_dtu, const float* __restrict__ s_gy,
                                                 const float* __restrict__ s_B, const float* __restrict__ s_C,
                                                 uint32_t mask, const float (&A2)[NS], float (&h)[NS],
-                                                float (&P)[NS], float (&Gs)[NS], int cl, int g) {
+                                                float (&P)[NS], float (&Gs)[NS], float* hsub, int64_t col,
+                                                bool own_ok, int cl, int g) {
   constexpr int kNPad = NS * G;
-#pragma unroll(NS <= 4 ? kCS : 8)
+#pragma unroll(NS <= 4 ? kCS : kSC)
   for (int t = 0; t < kCS; t++) {
+    if (t % kSC == 0 && own_ok) st_slice<NS>(hsub + (t / kSC) * col, h);  // h entering sub-chunk t / kSC
     const float2 dd = s_dtu[t * kRC + cl];
     const float gy = s_gy[t * kRC + cl];
     float bb[NS], cc[NS];
@@ -274,9 +276,10 @@ __device__ __forceinline__ void rows_prep_chunk(const float2* __restrict__ s_dtu
 }
 
 // Backward preparation with the row walker: grid (ceil(D / kRC), B), Rows<NS, G>::kThreads
-// threads. Writes p.hstart (every chunk), per segment p.segP and the carry p.segG, in the layout
-// of the chunked preparation ([B, *, D, kNPad] with state n at position n), which the gradient
-// pass reads.
+// threads. Writes p.hstart for every 8-step sub-chunk (p.sub_starts: [B, nc * kNSub, D, kNPad],
+// so the gradient pass stages them instead of re-walking 24 steps per chunk), per segment p.segP
+// and the carry p.segG, in the layout of the chunked preparation ([B, *, D, kNPad] with state n
+// at position n).
 template <class T, int NS, int G>
 __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kernel(ScanParams p) {
   using LY = RowsLayout<T, NS, G, true>;
@@ -320,11 +323,11 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
     rows_phase_a<T, NS, G, true>(p, buf, s_dtu, s_gy, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e);
     __syncthreads();
     const uint32_t mask = p.seq ? *s_mask : 0u;
-    if (own_ok) st_slice<NS>(p.hstart + (int64_t(b) * p.nc + c) * col + own, h);
+    float* hsub = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + own;  // [B, nc * kNSub, D, kNPad]
     if (mask == 0u)
-      rows_prep_chunk<NS, G, false>(s_dtu, s_gy, s_B, s_C, mask, A2, h, P, Gs, cl, g);
+      rows_prep_chunk<NS, G, false>(s_dtu, s_gy, s_B, s_C, mask, A2, h, P, Gs, hsub, col, own_ok, cl, g);
     else
-      rows_prep_chunk<NS, G, true>(s_dtu, s_gy, s_B, s_C, mask, A2, h, P, Gs, cl, g);
+      rows_prep_chunk<NS, G, true>(s_dtu, s_gy, s_B, s_C, mask, A2, h, P, Gs, hsub, col, own_ok, cl, g);
     if ((c + 1) % p.seg_chunks == 0 || c + 1 == p.nc) {
       const int seg = c / p.seg_chunks;
       if (own_ok) {
