@@ -13,9 +13,10 @@
 // writes y; conv bwd reads x, dy and writes dx. memcpy_gbs counts read + write. ratio = gbs /
 // memcpy_gbs (the scan forward targets >= 0.6).
 // Peer: mamba-ssm's selective_scan_fn / causal_conv1d_fn at the same shapes (run separately).
-// --variants also times the scan with each walker shape forced (LMF_SCAN_WALK_ROWS=1|4, "rows=1",
-// "rows=4") and the backward with fixed segment sizes (LMF_SCAN_SEG_CHUNKS, "seg=S"): the data
-// for tuning the automatic choices (variant "auto").
+// --variants also times the scan with the chunk-parallel walkers (LMF_SCAN_IMPL=chunked: "chunked",
+// "chunked rows=1|4" with LMF_SCAN_WALK_ROWS), the row walkers with each lane count forced
+// (LMF_SCAN_ROWS_G: "rows G=1|2|4|8") and the backward with fixed segment sizes
+// (LMF_SCAN_SEG_CHUNKS, "seg=S"): the data for tuning the automatic choices (variant "auto").
 // Usage: bench_mamba_kernels [--runs R] [--warmup W] [--shape 130m|130m-4k|1.4b|all] [--variants]
 #include <cuda_runtime.h>
 
@@ -190,10 +191,21 @@ void bench_shape(const Ctx& c, const Shape4& s, bool with_docs_variant) {
     report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc);
     report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc);
     if (c.variants && !docs) {
-      for (const char* rows : {"1", "4"}) {
-        EnvGuard g("LMF_SCAN_WALK_ROWS", rows);
-        report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("rows=") + rows);
-        report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("rows=") + rows);
+      {
+        EnvGuard gi("LMF_SCAN_IMPL", "chunked");
+        report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, "chunked");
+        report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, "chunked");
+        for (const char* rows : {"1", "4"}) {
+          EnvGuard g("LMF_SCAN_WALK_ROWS", rows);
+          report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("chunked rows=") + rows);
+          report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("chunked rows=") + rows);
+        }
+      }
+      for (const char* G : {"1", "2", "4", "8"}) {
+        EnvGuard gi("LMF_SCAN_IMPL", "rows");
+        EnvGuard g("LMF_SCAN_ROWS_G", G);
+        report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("rows G=") + G);
+        report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("rows G=") + G);
       }
       for (const char* seg : {"1", "2", "4", "8", "16"}) {
         EnvGuard g("LMF_SCAN_SEG_CHUNKS", seg);

@@ -1,6 +1,9 @@
-// The chunk-parallel selective scan kernels (selective_scan_chunked.cuh, selective_scan*.cu)
-// against the CPU reference, outputs and every gradient (parameters included): fp32 <= 1e-5 and
-// bf16 <= 1e-2 relative (norm-wise, as everywhere in tests/cuda).
+// The selective scan kernels (the row walkers of selective_scan_rows.cuh, the default, and the
+// chunk-parallel walkers of selective_scan_chunked.cuh, LMF_SCAN_IMPL=chunked) against the CPU
+// reference, outputs and every gradient (parameters included): fp32 <= 1e-5 and bf16 <= 1e-2
+// relative (norm-wise, as everywhere in tests/cuda).
+//  - The row walkers with every lane count G = 1, 2, 4, 8 per channel (LMF_SCAN_ROWS_G; the
+//    automatic choice depends on the shape and the SM count), so every (NS, G) instantiation.
 //  - Both walker shapes (one and four time rows per chunk, forced with LMF_SCAN_WALK_ROWS: the
 //    automatic choice depends on the GPU's SM count) and backward segments of 1 and 3 chunks and
 //    the automatic size (LMF_SCAN_SEG_CHUNKS): the carries between time rows, chunks and segments.
@@ -162,12 +165,34 @@ TEST(CudaMambaScan, WalkerShapesAndSegments) {
   };
   const char* rows[] = {"1", "4"};
   const char* segs[] = {"1", "3", nullptr};
+  EnvGuard gi("LMF_SCAN_IMPL", "chunked");
   for (const char* w : rows) {
     EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
     for (const char* s : segs) {
       EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
       for (DType dt : {DType::f32, DType::bf16})
         for (const auto& c : cases) check_case(c, dt, 100, cat("rows ", w, " seg ", s ? s : "auto"));
+    }
+  }
+}
+
+TEST(CudaMambaScan, RowWalkerLanesAndSegments) {
+  const std::vector<ScanCase> cases = {
+      {"B1 tails", 1, 300, 40, 16, true, true, true, true, true},
+      {"B8 docs", 8, 200, 48, 16, true, true, true, true, true},
+      {"N5 no softplus", 2, 150, 33, 5, true, false, true, true, false},
+      {"N8", 2, 130, 70, 8, true, true, true, true, true, 9},
+      {"N32 bare", 1, 140, 20, 32, false, false, false, true, true},
+      {"N32 docs", 2, 97, 36, 32, true, true, true, true, true, 7},
+      {"D130 no z", 3, 170, 130, 16, false, true, true, true, true, 12},
+  };
+  EnvGuard gi("LMF_SCAN_IMPL", "rows");
+  for (const char* g : {"1", "2", "4", "8"}) {
+    EnvGuard gg("LMF_SCAN_ROWS_G", g);
+    for (const char* s : {"1", "3"}) {
+      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      for (DType dt : {DType::f32, DType::bf16})
+        for (const auto& c : cases) check_case(c, dt, 110, cat("rows G ", g, " seg ", s));
     }
   }
 }
@@ -179,30 +204,47 @@ TEST(CudaMambaScan, LongSequencesManyDocuments) {
       {"L5000 B3 no softplus", 3, 5000, 24, 16, true, true, false, true, false, 500},
   };
   struct Env {
-    const char* rows;
+    const char* impl;
+    const char* rows;  // LMF_SCAN_WALK_ROWS (chunked) or LMF_SCAN_ROWS_G (rows)
     const char* seg;
   };
-  for (const Env e : {Env{nullptr, nullptr}, Env{"1", "5"}, Env{"4", "16"}}) {
-    EnvGuard gw("LMF_SCAN_WALK_ROWS", e.rows);
+  for (const Env e : {Env{nullptr, nullptr, nullptr}, Env{"chunked", "1", "5"}, Env{"chunked", "4", "16"},
+                      Env{"rows", "1", "5"}, Env{"rows", "8", "16"}}) {
+    EnvGuard gi("LMF_SCAN_IMPL", e.impl);
+    const bool rows_impl = e.impl && std::string(e.impl) == "rows";
+    EnvGuard gw("LMF_SCAN_WALK_ROWS", rows_impl ? nullptr : e.rows);
+    EnvGuard gg("LMF_SCAN_ROWS_G", rows_impl ? e.rows : nullptr);
     EnvGuard gs("LMF_SCAN_SEG_CHUNKS", e.seg);
     for (DType dt : {DType::f32, DType::bf16})
       for (const auto& c : cases)
-        check_case(c, dt, 200, cat("rows ", e.rows ? e.rows : "auto", " seg ", e.seg ? e.seg : "auto"));
+        check_case(c, dt, 200,
+                   cat(e.impl ? e.impl : "auto", " rows/G ", e.rows ? e.rows : "auto", " seg ",
+                       e.seg ? e.seg : "auto"));
   }
 }
 
 TEST(CudaMambaScan, LongSequenceWithoutDocuments) {
   // No reset anywhere: the carries cross every time row, chunk and segment boundary.
   EnvGuard gs("LMF_SCAN_SEG_CHUNKS", "7");
-  for (const char* w : {"1", "4"}) {
-    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+  {
+    EnvGuard gi("LMF_SCAN_IMPL", "chunked");
+    for (const char* w : {"1", "4"}) {
+      EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+      check_case({"L4096 one document", 1, 4096, 36, 16, true, true, true, false, true}, DType::f32, 300,
+                 cat("chunked rows ", w));
+    }
+  }
+  EnvGuard gi("LMF_SCAN_IMPL", "rows");
+  for (const char* g : {"1", "4", "8"}) {
+    EnvGuard gg("LMF_SCAN_ROWS_G", g);
     check_case({"L4096 one document", 1, 4096, 36, 16, true, true, true, false, true}, DType::f32, 300,
-               cat("rows ", w));
+               cat("rows G ", g));
   }
 }
 
-TEST(CudaMambaScan, FinalStateBothWalkerShapes) {
-  // final_state comes from the thread's registers (one row) or from the fold (four rows).
+TEST(CudaMambaScan, FinalStateEveryWalker) {
+  // final_state comes from the thread's registers (one row, row walkers) or from the fold (four
+  // rows).
   ScanCase c{"fs", 3, 777, 40, 16, true, true, true, true, true, 50};
   auto ins = scan_inputs(c, 400, false);
   ops::SelectiveScanArgs a{ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], ins[7], ins[8], true};
@@ -211,24 +253,41 @@ TEST(CudaMambaScan, FinalStateBothWalkerShapes) {
   ops::SelectiveScanArgs g = a;
   for (Tensor* t : {&g.u, &g.delta, &g.A_log, &g.Bm, &g.Cm, &g.Dskip, &g.z, &g.delta_bias, &g.seq_idx})
     if (t->defined()) *t = t->to(Device::cuda(0));
-  for (const char* w : {"1", "4"}) {
-    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+  struct Env {
+    const char* impl;
+    const char* var;
+    const char* value;
+  };
+  for (const Env e : {Env{"chunked", "LMF_SCAN_WALK_ROWS", "1"}, Env{"chunked", "LMF_SCAN_WALK_ROWS", "4"},
+                      Env{"rows", "LMF_SCAN_ROWS_G", "1"}, Env{"rows", "LMF_SCAN_ROWS_G", "2"},
+                      Env{"rows", "LMF_SCAN_ROWS_G", "4"}, Env{"rows", "LMF_SCAN_ROWS_G", "8"}}) {
+    EnvGuard gi("LMF_SCAN_IMPL", e.impl);
+    EnvGuard gw(e.var, e.value);
     Tensor fs_gpu;
     Tensor out_gpu = ops::selective_scan_with_state(g, &fs_gpu);
-    EXPECT_LT(rel_error(out_gpu, out_cpu), 1e-5) << "rows " << w;
-    EXPECT_LT(rel_error(fs_gpu, fs_cpu), 1e-5) << "rows " << w;
+    EXPECT_LT(rel_error(out_gpu, out_cpu), 1e-5) << e.impl << " " << e.var << "=" << e.value;
+    EXPECT_LT(rel_error(fs_gpu, fs_cpu), 1e-5) << e.impl << " " << e.var << "=" << e.value;
   }
 }
 
 TEST(CudaMambaScan, WalkerShapesAgree) {
-  // The two walker shapes and any segment size compute the same function; their roundings
-  // differ only in the order of a few products (fold vs sequential), far below 1e-6.
+  // Every walker and any segment size compute the same function; their roundings differ only in
+  // the order of a few products and sums (fold vs sequential, y over lanes), far below 1e-6.
   ScanCase c{"agree", 2, 1000, 48, 16, true, true, true, true, true, 100};
   auto ins = scan_inputs(c, 500, false);
   std::vector<std::vector<std::vector<double>>> res;  // [variant][output, gradients of inputs 0..7]
-  for (const char* w : {"1", "4"}) {
+  // Variants: chunked with 1 / 4 time rows, rows with G = 1 / 4 / 8 lanes per channel.
+  struct Env {
+    const char* impl;
+    const char* var;
+    const char* value;
+  };
+  for (const Env e : {Env{"chunked", "LMF_SCAN_WALK_ROWS", "1"}, Env{"chunked", "LMF_SCAN_WALK_ROWS", "4"},
+                      Env{"rows", "LMF_SCAN_ROWS_G", "1"}, Env{"rows", "LMF_SCAN_ROWS_G", "4"},
+                      Env{"rows", "LMF_SCAN_ROWS_G", "8"}}) {
     for (const char* s : {"1", "4"}) {
-      EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+      EnvGuard gi("LMF_SCAN_IMPL", e.impl);
+      EnvGuard gw(e.var, e.value);
       EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
       std::vector<Tensor> x;
       for (const auto& t : ins) x.push_back(t.defined() ? t.to(Device::cuda(0)) : t);

@@ -1,14 +1,16 @@
-// Selective scan forward on CUDA (kernel_list.inc). The kernel is the forward chunk walker of
+// Selective scan forward on CUDA (kernel_list.inc). The kernel is the row walker of
+// selective_scan_rows.cuh (default) or, with LMF_SCAN_IMPL=chunked, the forward chunk walker of
 // selective_scan_chunked.cuh; this file validates what the ops layer cannot know about the CUDA
-// path (one activation dtype, N <= 32), picks the walker shape and launches it.
+// path (one activation dtype, N <= 32), picks the implementation and launches it.
 //
-// Launch: grid (ceil(D / 16), B); Walker<G, W>::kThreads threads (G = 2 / 4 / 8 for N <= 8 /
+// Launch of the chunk walker: grid (ceil(D / 16), B); Walker<G, W>::kThreads threads (G = 2 / 4 / 8 for N <= 8 /
 // 16 / 32; W = 4 time rows unless the grid alone fills the GPU: 256 threads for N = 16);
 // WalkLayout::kBytes of dynamic shared memory (bf16, N = 16, W = 4: ~28 KB).
 #include <cstdlib>
 #include <cstring>
 
 #include "lmforge/backend/cuda/selective_scan_chunked.cuh"
+#include "lmforge/backend/cuda/selective_scan_rows.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -105,6 +107,10 @@ void selective_scan_forward(const Tensor& u, const Tensor& delta, const Tensor& 
   if (p.L == 0) {  // no step: the final state is the initial zero state
     if (p.final_state)
       LMF_CUDA_CHECK(cudaMemsetAsync(p.final_state, 0, final_state.nbytes(), current_stream()));
+    return;
+  }
+  if (scan::use_rows_impl(p)) {
+    scan::launch_rows_forward(p, u.dtype());
     return;
   }
   dispatch_floating(u.dtype(), op, [&]<class T>() {

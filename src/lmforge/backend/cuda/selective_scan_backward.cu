@@ -25,6 +25,7 @@
 #include <cstdlib>
 
 #include "lmforge/backend/cuda/selective_scan_grad.cuh"
+#include "lmforge/backend/cuda/selective_scan_rows.cuh"
 #include "lmforge/backend/kernels.h"
 
 namespace lmf::cuda {
@@ -78,8 +79,10 @@ void launch_prep(const ScanParams& p) {
 }
 
 template <class T, int G>
-void launch_backward(const ScanParams& p) {
-  if (walker_rows(p, G) == 1)
+void launch_backward(const ScanParams& p, DType t) {
+  if (p.sub_starts)  // the row walker (use_rows_impl), which stores sub-chunk starts
+    launch_rows_prep(p, t);
+  else if (walker_rows(p, G) == 1)
     launch_prep<T, G, 1>(p);
   else
     launch_prep<T, G, 4>(p);
@@ -151,7 +154,10 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   p.nseg = int((nc + p.seg_chunks - 1) / p.seg_chunks);
   const int64_t rows = B * p.nseg;
   const Device dev = u.device();
-  Tensor hstart = Tensor::empty({B, nc, D, npad}, DType::f32, dev);
+  // The row-walker preparation stores the state entering every 8-step sub-chunk (4x the chunk
+  // starts: 8 B per (b, t, d) for N = 16), which spares the gradient pass its 24-step walk.
+  p.sub_starts = scan::use_rows_impl(p);
+  Tensor hstart = Tensor::empty({B, nc * (p.sub_starts ? scan::kNSub : 1), D, npad}, DType::f32, dev);
   Tensor seg = Tensor::empty({2, B, p.nseg, D, npad}, DType::f32, dev);
   Tensor dBC = Tensor::zeros({2, B, L, N}, DType::f32, dev);
   Tensor partials = Tensor::empty({rows * D * (npad + 2)}, DType::f32, dev);
@@ -166,13 +172,13 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   dispatch_floating(t, op, [&]<class T>() {
     switch (G) {
       case 2:
-        scan::launch_backward<T, 2>(p);
+        scan::launch_backward<T, 2>(p, t);
         break;
       case 4:
-        scan::launch_backward<T, 4>(p);
+        scan::launch_backward<T, 4>(p, t);
         break;
       default:
-        scan::launch_backward<T, 8>(p);
+        scan::launch_backward<T, 8>(p, t);
         break;
     }
     const int64_t n = B * L * N;

@@ -47,7 +47,8 @@ struct ScanParams {
   const int32_t* seq = nullptr;  // [B, L], optional
   float* final_state = nullptr;  // [B, D, N], optional (forward)
   // Backward scratch (f32, written by the preparation pass, read by the gradient pass):
-  float* hstart = nullptr;  // [B, nc, D, kNPad]: h entering chunk c
+  float* hstart = nullptr;  // [B, nc, D, kNPad]: h entering chunk c; with sub_starts
+                            // [B, nc * 4, D, kNPad]: h entering every 8-step sub-chunk
   float* segP = nullptr;    // [B, nseg, D, kNPad]: product of the decays of segment s
   float* segG = nullptr;    // [B, nseg, D, kNPad]: first the segment's own dL/dh outflow, then the
                             // carry dL/dh flowing into segment s from the segments after it
@@ -60,6 +61,7 @@ struct ScanParams {
   int seg_chunks = 1;  // chunks per backward segment
   int nseg = 0;        // segments: ceil(nc / seg_chunks)
   bool softplus = true;
+  bool sub_starts = false;  // hstart per 8-step sub-chunk (row-walker preparation)
   bool vec_act = false;  // [*, D] tensors take 16-byte vector copies
   bool vec_bc = false;   // [*, N] tensors take 16-byte vector copies
 };

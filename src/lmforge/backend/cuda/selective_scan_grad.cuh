@@ -283,10 +283,18 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    const float4 hst =
-        d < p.D ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
+                                                  : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
     stage_chunk<T, kTD, kNPad, 4, 2>(smem, p, b, t0, d0);
+    if (p.sub_starts) {
+      // The states entering the sub-chunks were stored by the preparation: staged with the chunk
+      // into this thread's own s_ck slots (no walk).
+      const float* src = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + own;
+#pragma unroll
+      for (int k = 0; k < kNSub; k++)
+        cp_async16(s_ck + k * kTD * G + tid, d < p.D ? src + k * col : p.hstart, d < p.D);
+    }
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
@@ -322,10 +330,13 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
     // starting past L do not exist), each followed by its epilogue.
     const uint32_t mask = p.seq ? *s_mask : 0u;
-    if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u))
+    if (p.sub_starts) {
+      // s_ck already staged
+    } else if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u)) {
       walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
-    else
+    } else {
       walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+    }
 #pragma unroll 1
     for (int k = kNSub - 1; k >= 0; k--) {
       if (t0 + k * kSC >= p.L) continue;
