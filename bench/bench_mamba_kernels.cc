@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "lmforge/core/scoped_env.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/backend/cuda/cuda_common.h"
 #include "lmforge/backend/kernels.h"
@@ -110,33 +111,6 @@ void report(const Ctx& c, const char* op, const Shape4& s, bool docs, double ms,
   std::fflush(stdout);
 }
 
-// Sets an environment variable (nullptr: unsets it) for the guard's lifetime.
-class EnvGuard {
- public:
-  EnvGuard(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) {
-      had_ = true;
-      old_ = old;
-    }
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~EnvGuard() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 // Packed documents of 100..400 tokens (a realistic packing density).
 Tensor doc_ids(int64_t B, int64_t L) {
@@ -192,23 +166,23 @@ void bench_shape(const Ctx& c, const Shape4& s, bool with_docs_variant) {
     report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc);
     if (c.variants && !docs) {
       {
-        EnvGuard gi("LMF_SCAN_IMPL", "chunked");
+        ScopedEnv gi("LMF_SCAN_IMPL", "chunked");
         report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, "chunked");
         report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, "chunked");
         for (const char* rows : {"1", "4"}) {
-          EnvGuard g("LMF_SCAN_WALK_ROWS", rows);
+          ScopedEnv g("LMF_SCAN_WALK_ROWS", rows);
           report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("chunked rows=") + rows);
           report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("chunked rows=") + rows);
         }
       }
       for (const char* G : {"1", "2", "4", "8"}) {
-        EnvGuard gi("LMF_SCAN_IMPL", "rows");
-        EnvGuard g("LMF_SCAN_ROWS_G", G);
+        ScopedEnv gi("LMF_SCAN_IMPL", "rows");
+        ScopedEnv g("LMF_SCAN_ROWS_G", G);
         report(c, "scan_fwd", s, docs, fwd(), 4 * act + 2 * bc, std::string("rows G=") + G);
         report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("rows G=") + G);
       }
       for (const char* seg : {"1", "2", "4", "8", "16"}) {
-        EnvGuard g("LMF_SCAN_SEG_CHUNKS", seg);
+        ScopedEnv g("LMF_SCAN_SEG_CHUNKS", seg);
         report(c, "scan_bwd", s, docs, bwd(), 7 * act + 4 * bc, std::string("seg=") + seg);
       }
     }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "lmforge/core/scoped_env.h"
 #include "lmforge/ops/attention.h"
 #include "op_test_util.h"
 #include "test_util.h"
@@ -19,30 +20,6 @@ using namespace lmf;
 
 namespace {
 
-// Sets an environment variable for the guard's lifetime (restores the old value after).
-class EnvGuard {
- public:
-  EnvGuard(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) {
-      had_ = true;
-      old_ = old;
-    }
-    setenv(name, value, 1);
-  }
-  ~EnvGuard() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 struct Case {
   const char* name;
@@ -69,8 +46,8 @@ const std::vector<Case>& cases() {
 TEST(AttentionBwdVariantsCuda, TileShapesMatchCpu) {
   for (const char* mode : {"deterministic", "atomic"})
   for (const char* variant : {"0", "1", "2", "3"}) {
-    EnvGuard env_mode("LMF_ATTN_BWD", mode);
-    EnvGuard env("LMF_ATTN_BWD_VARIANT", variant);
+    ScopedEnv env_mode("LMF_ATTN_BWD", mode);
+    ScopedEnv env("LMF_ATTN_BWD_VARIANT", variant);
     for (const Case& c : cases()) {
       const int64_t N = c.cu.back();
       ops::AttentionOptions o;
@@ -98,7 +75,7 @@ TEST(AttentionBwdVariantsCuda, TileShapesMatchCpu) {
 // The atomic single pass at the other padded head sizes (D = 20 -> 32, 96 and 128 -> 128),
 // including odd D (scalar atomics).
 TEST(AttentionBwdVariantsCuda, AtomicOtherHeadDimsMatchCpu) {
-  EnvGuard env_mode("LMF_ATTN_BWD", "atomic");
+  ScopedEnv env_mode("LMF_ATTN_BWD", "atomic");
   struct DCase {
     int64_t d;
     bool causal;
@@ -127,7 +104,7 @@ TEST(AttentionBwdVariantsCuda, AtomicOtherHeadDimsMatchCpu) {
 // The D > 64 dQ kernel variants (64-key tiles; Q / dO fragments from shared memory).
 TEST(AttentionBwdVariantsCuda, HeadDim128DqVariantsMatchCpu) {
   for (const char* variant : {"1", "2"}) {
-    EnvGuard env("LMF_ATTN_BWD_VARIANT", variant);
+    ScopedEnv env("LMF_ATTN_BWD_VARIANT", variant);
     for (const int64_t d : {96, 128}) {
       for (const bool causal : {false, true}) {
         const std::vector<int32_t> cu{0, 1, 300, 317};

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "lmforge/core/scoped_env.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/ops/mamba_ops.h"
 #include "op_test_util.h"
@@ -44,33 +45,6 @@ std::string cat(const A&... a) {
   return os.str();
 }
 
-// Sets (value != nullptr) or clears an environment variable for the guard's lifetime.
-class EnvGuard {
- public:
-  EnvGuard(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) {
-      had_ = true;
-      old_ = old;
-    }
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~EnvGuard() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 double tol(DType t) { return t == DType::f32 ? 1e-5 : 1e-2; }
 
@@ -165,11 +139,11 @@ TEST(CudaMambaScan, WalkerShapesAndSegments) {
   };
   const char* rows[] = {"1", "4"};
   const char* segs[] = {"1", "3", nullptr};
-  EnvGuard gi("LMF_SCAN_IMPL", "chunked");
+  ScopedEnv gi("LMF_SCAN_IMPL", "chunked");
   for (const char* w : rows) {
-    EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+    ScopedEnv gw("LMF_SCAN_WALK_ROWS", w);
     for (const char* s : segs) {
-      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
       for (DType dt : {DType::f32, DType::bf16})
         for (const auto& c : cases) check_case(c, dt, 100, cat("rows ", w, " seg ", s ? s : "auto"));
     }
@@ -186,11 +160,11 @@ TEST(CudaMambaScan, RowWalkerLanesAndSegments) {
       {"N32 docs", 2, 97, 36, 32, true, true, true, true, true, 7},
       {"D130 no z", 3, 170, 130, 16, false, true, true, true, true, 12},
   };
-  EnvGuard gi("LMF_SCAN_IMPL", "rows");
+  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
   for (const char* g : {"1", "2", "4", "8"}) {
-    EnvGuard gg("LMF_SCAN_ROWS_G", g);
+    ScopedEnv gg("LMF_SCAN_ROWS_G", g);
     for (const char* s : {"1", "3"}) {
-      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
       for (DType dt : {DType::f32, DType::bf16})
         for (const auto& c : cases) check_case(c, dt, 110, cat("rows G ", g, " seg ", s));
     }
@@ -210,11 +184,11 @@ TEST(CudaMambaScan, LongSequencesManyDocuments) {
   };
   for (const Env e : {Env{nullptr, nullptr, nullptr}, Env{"chunked", "1", "5"}, Env{"chunked", "4", "16"},
                       Env{"rows", "1", "5"}, Env{"rows", "8", "16"}}) {
-    EnvGuard gi("LMF_SCAN_IMPL", e.impl);
+    ScopedEnv gi("LMF_SCAN_IMPL", e.impl);
     const bool rows_impl = e.impl && std::string(e.impl) == "rows";
-    EnvGuard gw("LMF_SCAN_WALK_ROWS", rows_impl ? nullptr : e.rows);
-    EnvGuard gg("LMF_SCAN_ROWS_G", rows_impl ? e.rows : nullptr);
-    EnvGuard gs("LMF_SCAN_SEG_CHUNKS", e.seg);
+    ScopedEnv gw("LMF_SCAN_WALK_ROWS", rows_impl ? nullptr : e.rows);
+    ScopedEnv gg("LMF_SCAN_ROWS_G", rows_impl ? e.rows : nullptr);
+    ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", e.seg);
     for (DType dt : {DType::f32, DType::bf16})
       for (const auto& c : cases)
         check_case(c, dt, 200,
@@ -225,18 +199,18 @@ TEST(CudaMambaScan, LongSequencesManyDocuments) {
 
 TEST(CudaMambaScan, LongSequenceWithoutDocuments) {
   // No reset anywhere: the carries cross every time row, chunk and segment boundary.
-  EnvGuard gs("LMF_SCAN_SEG_CHUNKS", "7");
+  ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", "7");
   {
-    EnvGuard gi("LMF_SCAN_IMPL", "chunked");
+    ScopedEnv gi("LMF_SCAN_IMPL", "chunked");
     for (const char* w : {"1", "4"}) {
-      EnvGuard gw("LMF_SCAN_WALK_ROWS", w);
+      ScopedEnv gw("LMF_SCAN_WALK_ROWS", w);
       check_case({"L4096 one document", 1, 4096, 36, 16, true, true, true, false, true}, DType::f32, 300,
                  cat("chunked rows ", w));
     }
   }
-  EnvGuard gi("LMF_SCAN_IMPL", "rows");
+  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
   for (const char* g : {"1", "4", "8"}) {
-    EnvGuard gg("LMF_SCAN_ROWS_G", g);
+    ScopedEnv gg("LMF_SCAN_ROWS_G", g);
     check_case({"L4096 one document", 1, 4096, 36, 16, true, true, true, false, true}, DType::f32, 300,
                cat("rows G ", g));
   }
@@ -261,8 +235,8 @@ TEST(CudaMambaScan, FinalStateEveryWalker) {
   for (const Env e : {Env{"chunked", "LMF_SCAN_WALK_ROWS", "1"}, Env{"chunked", "LMF_SCAN_WALK_ROWS", "4"},
                       Env{"rows", "LMF_SCAN_ROWS_G", "1"}, Env{"rows", "LMF_SCAN_ROWS_G", "2"},
                       Env{"rows", "LMF_SCAN_ROWS_G", "4"}, Env{"rows", "LMF_SCAN_ROWS_G", "8"}}) {
-    EnvGuard gi("LMF_SCAN_IMPL", e.impl);
-    EnvGuard gw(e.var, e.value);
+    ScopedEnv gi("LMF_SCAN_IMPL", e.impl);
+    ScopedEnv gw(e.var, e.value);
     Tensor fs_gpu;
     Tensor out_gpu = ops::selective_scan_with_state(g, &fs_gpu);
     EXPECT_LT(rel_error(out_gpu, out_cpu), 1e-5) << e.impl << " " << e.var << "=" << e.value;
@@ -286,9 +260,9 @@ TEST(CudaMambaScan, WalkerShapesAgree) {
                       Env{"rows", "LMF_SCAN_ROWS_G", "1"}, Env{"rows", "LMF_SCAN_ROWS_G", "4"},
                       Env{"rows", "LMF_SCAN_ROWS_G", "8"}}) {
     for (const char* s : {"1", "4"}) {
-      EnvGuard gi("LMF_SCAN_IMPL", e.impl);
-      EnvGuard gw(e.var, e.value);
-      EnvGuard gs("LMF_SCAN_SEG_CHUNKS", s);
+      ScopedEnv gi("LMF_SCAN_IMPL", e.impl);
+      ScopedEnv gw(e.var, e.value);
+      ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
       std::vector<Tensor> x;
       for (const auto& t : ins) x.push_back(t.defined() ? t.to(Device::cuda(0)) : t);
       for (int j = 0; j < 8; j++) autograd::set_requires_grad(x[size_t(j)], true);
