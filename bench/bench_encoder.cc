@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <string>
 
-#include "bench_profile.h"
+#include "bench_train.h"
 #include "lmforge/autograd/profile.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
@@ -103,20 +103,9 @@ int main(int argc, char** argv) {
       Tensor logits = clf->classify(tb, train_opts);
       auto ce = ops::cross_entropy_logits(logits, tgt);
       autograd::profile_mark("fwd:cross_entropy");
-      autograd::backward(ce.loss);
-      autograd::profile_mark("bwd:(tail)");
-      double norm = grad_norm(store.flat_grads().slice(0, 0, T));
-      opt.step(store.flat_master().slice(0, 0, T), store.flat_grads().slice(0, 0, T),
-               store.flat_compute().slice(0, 0, T), 2e-5, clip_factor(norm, 1.0));
-      autograd::profile_mark("optimizer");
+      bench::finish_step(store, opt, ce.loss, 2e-5);
     };
-    for (int64_t i = 0; i < warmup; i++) step();
-    synchronize(dev);
-    reset_peak_memory(dev);
-    auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < steps; i++) step();
-    synchronize(dev);
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(steps);
+    const double dt = bench::time_steps(dev, warmup, steps, step);
     int64_t real = 0;
     for (int64_t b = 0; b < batch; ++b) real += row_length(b, seqlen, varlen);
     std::printf("{\"impl\":\"lmforge\",\"model\":\"%s\",\"mode\":\"%s\",\"batch\":%lld,\"seqlen\":%lld,\"varlen\":%s,"

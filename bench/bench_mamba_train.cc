@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "bench_profile.h"
+#include "bench_train.h"
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/rng.h"
@@ -74,20 +74,9 @@ int main(int argc, char** argv) {
       Tensor W = model.lm_head_weight();
       auto ce = ops::cross_entropy(ops::cast(h.reshape({-1, h.size(-1)}), W.dtype()), W, tgt);
       autograd::profile_mark("fwd:cross_entropy");
-      autograd::backward(ce.loss);
-      autograd::profile_mark("bwd:(tail)");
-      double norm = grad_norm(store.flat_grads().slice(0, 0, T));
-      opt.step(store.flat_master().slice(0, 0, T), store.flat_grads().slice(0, 0, T),
-               store.flat_compute().slice(0, 0, T), 1e-4, clip_factor(norm, 1.0));
-      autograd::profile_mark("optimizer");
+      bench::finish_step(store, opt, ce.loss, 1e-4);
     };
-    for (int64_t i = 0; i < warmup; i++) step();
-    synchronize(dev);
-    reset_peak_memory(dev);
-    auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < steps; i++) step();
-    synchronize(dev);
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(steps);
+    const double dt = bench::time_steps(dev, warmup, steps, step);
     double tps = double(batch * seqlen) / dt;
     double params = double(store.num_params());
     std::printf("{\"impl\":\"lmforge\",\"shape\":\"%s\",\"batch\":%lld,\"seqlen\":%lld,\"tokens_per_s\":%.1f,"
