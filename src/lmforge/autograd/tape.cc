@@ -82,6 +82,16 @@ Tensor GradContext::param_grad_slot(int input) const {
   return (m && m->is_param) ? m->grad : Tensor();
 }
 
+Tensor GradContext::activation_grad_to_add_into(int input, DType dtype, int64_t numel) const {
+  const auto& m = inputs_[size_t(input)];
+  if (!m || m->is_param || !m->grad.defined()) return Tensor();
+  const Tensor& g = m->grad;
+  if (g.dtype() != dtype || g.numel() != numel || !g.is_contiguous()) return Tensor();
+  for (const Tensor& out : grad_outputs_)
+    if (out.defined() && out.storage() == g.storage()) return Tensor();
+  return g;
+}
+
 namespace {
 // `force`: record even if no input requires grad (a recomputed block may hold parameters).
 void record_node(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor*> outputs,

@@ -59,6 +59,13 @@ class GradContext {
   bool needs_grad(int input) const;
   // The fp32 slot of a parameter input (undefined for non-parameters): add into it directly.
   Tensor param_grad_slot(int input) const;
+  // The gradient a non-parameter input has collected so far, for a node that can add its own
+  // contribution straight into it (a GEMM with beta = 1, an accumulating cast) instead of
+  // returning a fresh tensor the tape would then add: the node returns an undefined Tensor for
+  // that input. Defined only when that gradient exists, is contiguous, has `dtype` and `numel`
+  // elements, and shares no storage with this node's output gradients (which the node still
+  // reads); otherwise undefined and the node returns its gradient as usual.
+  Tensor activation_grad_to_add_into(int input, DType dtype, int64_t numel) const;
 
  private:
   std::vector<Tensor> grad_outputs_;

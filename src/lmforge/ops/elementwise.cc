@@ -108,9 +108,18 @@ Tensor cast(const Tensor& x_in, DType dtype) {
   LMF_DISPATCH(out, cast, x, out);
   DType src = x_in.dtype();
   if (is_floating(dtype) && is_floating(src)) {
-    ag::record("cast", {x_in}, {&out}, [src](ag::GradContext& ctx) -> std::vector<Tensor> {
+    const int64_t n = x.numel();
+    ag::record("cast", {x_in}, {&out}, [src, n](ag::GradContext& ctx) -> std::vector<Tensor> {
       ag::NoGradGuard ng;
-      return {cast(ctx.grad_output(0), src)};
+      const Tensor& g = ctx.grad_output(0);
+      // A residual stream in fp32 read through a bf16 cast: add the bf16 gradient into the fp32
+      // one it already has (one kernel) rather than casting and then adding.
+      Tensor acc = ctx.activation_grad_to_add_into(0, src, n);
+      if (acc.defined() && is_floating(g.dtype())) {
+        LMF_DISPATCH(acc, accumulate, acc, g.contiguous());
+        return {Tensor()};
+      }
+      return {cast(g, src)};
     });
   }
   return out;

@@ -64,10 +64,12 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
                  g = c;
                }
                std::vector<Tensor> grads(3);
-               if (ctx.needs_grad(0)) {  // dx = dy W, assigned
-                 Tensor dx = Tensor::empty({n, ws.size(1)}, xs.dtype(), xs.device());
-                 LMF_DISPATCH(g, matmul, g, false, ws, false, dx, 1.f, 0.f, Tensor());
-                 grads[0] = dx.view(x_shape);
+               if (ctx.needs_grad(0)) {  // dx = dy W: assigned, or added into x's gradient so far
+                 Tensor acc = ctx.activation_grad_to_add_into(0, xs.dtype(), n * ws.size(1));
+                 Tensor dx = acc.defined() ? acc.view({n, ws.size(1)})
+                                           : Tensor::empty({n, ws.size(1)}, xs.dtype(), xs.device());
+                 LMF_DISPATCH(g, matmul, g, false, ws, false, dx, 1.f, acc.defined() ? 1.f : 0.f, Tensor());
+                 if (!acc.defined()) grads[0] = dx.view(x_shape);
                }
                const DType acc = detail::grad_acc_dtype(xs.dtype());
                if (ctx.needs_grad(1)) {  // dW (+)= dy^T x, fp32 output from bf16 operands
