@@ -155,6 +155,17 @@ TEST(OpsPointwiseCuda, Norms) {
               {x}}, DType::bf16);
     run_case({"rms_norm f32 x bf16 w " + sn,
               [](auto& t) { return ops::rms_norm(ops::cast(t[0], DType::f32), t[1], 1e-5f); }, {x, w}}, DType::bf16);
+    // Mamba's block norm: the fp32 residual normalised as bf16 in one kernel, alone and with the
+    // residual's own gradient that the fused backward adds into.
+    run_case({"rms_norm rounded " + sn,
+              [](auto& t) { return ops::rms_norm(ops::cast(t[0], DType::f32), ops::cast(t[1], DType::bf16), 1e-5f, DType::bf16); },
+              {x, w}}, DType::bf16);
+    run_case({"rms_norm rounded + residual " + sn,
+              [](auto& t) {
+                Tensor xf = ops::cast(t[0], DType::f32);
+                return ops::add(xf, ops::rms_norm(xf, ops::cast(t[1], DType::bf16), 1e-5f, DType::bf16));
+              },
+              {x, w}}, DType::bf16);
   }
 }
 

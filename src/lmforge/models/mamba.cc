@@ -157,7 +157,7 @@ Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx, const Te
   // HF MambaBlock: the norm sees the residual cast to the compute dtype; the sum is formed in
   // the residual dtype (fp32 when residual_in_fp32).
   const DType compute = store_.param(p(l, "norm.weight")).dtype();
-  Tensor xn = ops::rms_norm(ops::cast(x, compute), store_.param(p(l, "norm.weight")), float(cfg_.layer_norm_epsilon));
+  Tensor xn = ops::rms_norm(x, store_.param(p(l, "norm.weight")), float(cfg_.layer_norm_epsilon), compute);
   Tensor out = mixer(l, xn, seq_idx, mask);
   return ops::add(x, out);  // an f32 residual takes the bf16 branch without a cast kernel
 }

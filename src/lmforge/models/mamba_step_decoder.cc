@@ -72,7 +72,7 @@ Tensor MambaStepDecoder::run_step(const std::vector<int32_t>& ids) {
   const DType residual = c.residual_in_fp32 && compute != DType::f64 ? DType::f32 : compute;
   x = ops::cast(x, residual);
   for (int l = 0; l < c.num_hidden_layers; l++) {
-    Tensor xn = ops::rms_norm(ops::cast(x, compute), P(l, "norm.weight"), float(c.layer_norm_epsilon));
+    Tensor xn = ops::rms_norm(x, P(l, "norm.weight"), float(c.layer_norm_epsilon), compute);
     Tensor uz = ops::linear(xn, P(l, "mixer.in_proj.weight"), opt(l, "mixer.in_proj.bias")).contiguous();  // [B, 2I]
     Tensor conv_in = Tensor::empty({B, I}, uz.dtype(), dev);
     Tensor conv_w = P(l, "mixer.conv1d.weight").view({I, K});

@@ -5,6 +5,7 @@
 #include "lmforge/autograd/tape.h"
 #include "lmforge/backend/kernels.h"
 #include "lmforge/ops/check.h"
+#include "lmforge/ops/elementwise.h"
 #include "lmforge/ops/grad_util.h"
 
 namespace lmf::ops {
@@ -98,6 +99,35 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
     detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
     LMF_DISPATCH(xs, rmsnorm_backward, xs, ws, rstd, dy, dx, gw.acc);
     return {dx, gw.result};
+  });
+  return y;
+}
+
+Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps, DType input_dtype) {
+  check_defined("rms_norm", "x", x_in);
+  check_defined("rms_norm", "weight", w_in);
+  if (!(x_in.dtype() == DType::f32 && w_in.dtype() == DType::bf16 && input_dtype == DType::bf16))
+    return rms_norm(cast(x_in, input_dtype), w_in, eps);
+  const int64_t C = check_norm_args("rms_norm", x_in, w_in, eps);
+  Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Device dev = x.device();
+  Tensor y = Tensor::empty(x.shape(), DType::bf16, dev);
+  Tensor rstd = Tensor::empty(stats_shape(x), DType::f32, dev);
+  LMF_DISPATCH(y, rmsnorm_rounded_forward, x, w, y, rstd, eps);
+  Tensor xs = ag::detach(x), ws = ag::detach(w);
+  ag::record("rms_norm", {x_in, w_in}, {&y}, [xs, ws, rstd, C](ag::GradContext& ctx) -> std::vector<Tensor> {
+    const Device d = xs.device();
+    Tensor dy = detail::grad_as(ctx.grad_output(0), DType::bf16);
+    Tensor dx;
+    bool accumulate = false;
+    if (ctx.needs_grad(0)) {
+      dx = ctx.activation_grad_to_add_into(0, DType::f32, xs.numel());
+      accumulate = dx.defined();
+      if (!accumulate) dx = Tensor::empty(xs.shape(), DType::f32, d);
+    }
+    detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
+    LMF_DISPATCH(xs, rmsnorm_rounded_backward, xs, ws, rstd, dy, dx, accumulate, gw.acc);
+    return {accumulate ? Tensor() : dx, gw.result};
   });
   return y;
 }

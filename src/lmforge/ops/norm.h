@@ -25,5 +25,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
 // instead of a norm and a cast). dx stays in x's dtype.
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, DType out_dtype);
 Tensor rms_norm(const Tensor& x, const Tensor& w, float eps);
+// rms_norm(cast(x, input_dtype), w, eps): HF MambaBlock normalising its fp32 residual as
+// norm(residual.to(norm.weight.dtype)). For f32 x with a bf16 weight and input_dtype bf16 it is
+// one kernel each way, and the backward adds the (bf16-rounded) gradient straight into the
+// gradient x has collected so far (the residual path's); other dtypes run the cast and the norm.
+Tensor rms_norm(const Tensor& x, const Tensor& w, float eps, DType input_dtype);
 
 }  // namespace lmf::ops

@@ -188,4 +188,69 @@ void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, cons
   });
 }
 
+// The rounded variant: x (f32) is first rounded to bf16, the norm runs on that copy, and the
+// gradient of the copy is rounded to bf16 before it reaches x (x.to(bf16)'s backward).
+namespace {
+void check_rounded(const char* op, const Tensor& x, const Tensor& w, DType y) {
+  if (x.dtype() != DType::f32 || w.dtype() != DType::bf16 || y != DType::bf16)
+    fail(op, ": expected f32 x with bf16 weight and output, got x ", dtype_name(x.dtype()), ", weight ",
+         dtype_name(w.dtype()), ", output ", dtype_name(y));
+}
+inline float round_bf16(float v) { return load(store<bf16>(v)); }
+}  // namespace
+
+void rmsnorm_rounded_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
+  check_rounded("rmsnorm_rounded_forward", x, w, y.dtype());
+  const int64_t C = x.size(-1), N = rows_of(x);
+  const float* px = x.data<float>();
+  const bf16* pw = w.data<bf16>();
+  bf16* py = y.data<bf16>();
+  float* pr = rstd.data<float>();
+#pragma omp parallel for if (N * C > 16384)
+  for (int64_t r = 0; r < N; r++) {
+    const float* xr = px + r * C;
+    double ss = 0;
+    for (int64_t c = 0; c < C; c++) ss += double(round_bf16(xr[c])) * double(round_bf16(xr[c]));
+    pr[r] = float(1.0 / std::sqrt(ss / double(C) + double(eps)));
+    for (int64_t c = 0; c < C; c++) py[r * C + c] = store<bf16>(round_bf16(round_bf16(xr[c]) * pr[r]) * load(pw[c]));
+  }
+}
+
+void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
+                              const Tensor& dx, bool accumulate, const Tensor& dw_acc) {
+  check_rounded("rmsnorm_rounded_backward", x, w, dy.dtype());
+  if (dx.defined() && dx.dtype() != DType::f32)
+    fail("rmsnorm_rounded_backward: dx must be f32, got ", dtype_name(dx.dtype()));
+  const int64_t C = x.size(-1), N = rows_of(x);
+  const float* px = x.data<float>();
+  const bf16* pw = w.data<bf16>();
+  const bf16* pdy = dy.data<bf16>();
+  const float* pr = rstd.data<float>();
+  if (dx.defined()) {
+    float* pdx = dx.data<float>();
+#pragma omp parallel for if (N * C > 16384)
+    for (int64_t r = 0; r < N; r++) {
+      const float rs = pr[r];
+      double s = 0;
+      for (int64_t c = 0; c < C; c++)
+        s += double(load(pdy[r * C + c]) * load(pw[c])) * double(round_bf16(px[r * C + c]));
+      const float k = rs * rs * rs * float(s / double(C));
+      for (int64_t c = 0; c < C; c++) {
+        const float g = load(pdy[r * C + c]) * load(pw[c]);
+        const float d = round_bf16(rs * g - round_bf16(px[r * C + c]) * k);
+        pdx[r * C + c] = accumulate ? pdx[r * C + c] + d : d;
+      }
+    }
+  }
+  if (dw_acc.defined()) {
+#pragma omp parallel for if (N * C > 16384)
+    for (int64_t c = 0; c < C; c++) {
+      double sw = 0;
+      for (int64_t r = 0; r < N; r++)
+        sw += double(load(pdy[r * C + c])) * double(round_bf16(round_bf16(px[r * C + c]) * pr[r]));
+      add_into(dw_acc, c, sw);
+    }
+  }
+}
+
 }  // namespace lmf::cpu
