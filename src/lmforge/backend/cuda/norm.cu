@@ -240,6 +240,48 @@ struct RmsNormWeightGrad {
 
 int64_t rows_of(const Tensor& x) { return x.size(-1) == 0 ? 0 : x.numel() / x.size(-1); }
 
+// RMSNorm launches for storage dtypes X / W / Y and R, the dtype the norm sees x in (X, or bf16
+// for the rounded variant); ACC adds dx into the existing gradient.
+template <class X, class W, class Y, class R>
+void rms_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
+  const int64_t C = x.size(-1), N = rows_of(x);
+  if (N == 0) return;
+  constexpr int P = pack_size<X>();
+  const X* px = ptr<X>(x);
+  const W* pw = ptr<W>(w);
+  Y* py = ptr<Y>(y);
+  with_pack<P>(rows_packable<P>(C, px, pw, static_cast<const Y*>(py)), [&]<int VEC>() {
+    const RowLaunch L = row_launch(N, C / VEC);
+    rmsnorm_forward_kernel<X, W, Y, VEC, R><<<L.grid, L.block, 0, current_stream()>>>(px, pw, py, ptr<float>(rstd), N,
+                                                                                        C, eps);
+    LMF_CUDA_CHECK_LAUNCH();
+  });
+}
+
+template <class X, class W, class Y, class R, bool ACC>
+void rms_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+                  const Tensor& dw_acc) {
+  const int64_t C = x.size(-1), N = rows_of(x);
+  if (N == 0) return;
+  const X* px = ptr<X>(x);
+  const Y* pdy = ptr<Y>(dy);
+  const float* pr = ptr<float>(rstd);
+  if (dx.defined()) {
+    constexpr int P = pack_size<X>();
+    const W* pw = ptr<W>(w);
+    X* pdx = ptr<X>(dx);
+    with_pack<P>(rows_packable<P>(C, px, pw, pdy, static_cast<const X*>(pdx)), [&]<int VEC>() {
+      const RowLaunch L = row_launch(N, C / VEC);
+      rmsnorm_backward_dx_kernel<X, W, Y, VEC, R, ACC>
+          <<<L.grid, L.block, 0, current_stream()>>>(px, pw, pr, pdy, pdx, N, C);
+      LMF_CUDA_CHECK_LAUNCH();
+    });
+  }
+  if (dw_acc.defined())
+    column_reduce_acc<1>(N, C, RmsNormWeightGrad<X, Y, R>{px, pdy, pr, C}, ColumnTargets<1>{{ptr<float>(dw_acc)}},
+                         x.device());
+}
+
 }  // namespace
 
 void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean,
@@ -300,63 +342,22 @@ void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, co
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
   check_stats("rmsnorm_forward", rstd);
-  const int64_t C = x.size(-1), N = rows_of(x);
-  if (N == 0) return;
-  dispatch_norm("rmsnorm_forward", x.dtype(), w.dtype(), y.dtype(), [&]<class X, class W, class Y>() {
-    constexpr int P = pack_size<X>();
-    const X* px = ptr<X>(x);
-    const W* pw = ptr<W>(w);
-    Y* py = ptr<Y>(y);
-    with_pack<P>(rows_packable<P>(C, px, pw, static_cast<const Y*>(py)), [&]<int VEC>() {
-      const RowLaunch L = row_launch(N, C / VEC);
-      rmsnorm_forward_kernel<X, W, Y, VEC><<<L.grid, L.block, 0, current_stream()>>>(px, pw, py, ptr<float>(rstd), N,
-                                                                                     C, eps);
-      LMF_CUDA_CHECK_LAUNCH();
-    });
-  });
+  dispatch_norm("rmsnorm_forward", x.dtype(), w.dtype(), y.dtype(),
+                [&]<class X, class W, class Y>() { rms_forward<X, W, Y, X>(x, w, y, rstd, eps); });
 }
 
 void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                       const Tensor& dw_acc) {
   check_stats("rmsnorm_backward", rstd);
   check_acc("rmsnorm_backward", dw_acc);
-  const int64_t C = x.size(-1), N = rows_of(x);
-  if (N == 0) return;
-  dispatch_norm("rmsnorm_backward", x.dtype(), w.dtype(), dy.dtype(), [&]<class X, class W, class Y>() {
-    const X* px = ptr<X>(x);
-    const Y* pdy = ptr<Y>(dy);
-    const float* pr = ptr<float>(rstd);
-    if (dx.defined()) {
-      constexpr int P = pack_size<X>();
-      const W* pw = ptr<W>(w);
-      X* pdx = ptr<X>(dx);
-      with_pack<P>(rows_packable<P>(C, px, pw, pdy, static_cast<const X*>(pdx)), [&]<int VEC>() {
-        const RowLaunch L = row_launch(N, C / VEC);
-        rmsnorm_backward_dx_kernel<X, W, Y, VEC><<<L.grid, L.block, 0, current_stream()>>>(px, pw, pr, pdy, pdx, N, C);
-        LMF_CUDA_CHECK_LAUNCH();
-      });
-    }
-    if (dw_acc.defined())
-      column_reduce_acc<1>(N, C, RmsNormWeightGrad<X, Y>{px, pdy, pr, C}, ColumnTargets<1>{{ptr<float>(dw_acc)}},
-                           x.device());
-  });
+  dispatch_norm("rmsnorm_backward", x.dtype(), w.dtype(), dy.dtype(),
+                [&]<class X, class W, class Y>() { rms_backward<X, W, Y, X, false>(x, w, rstd, dy, dx, dw_acc); });
 }
 
 void rmsnorm_rounded_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
   check_stats("rmsnorm_rounded_forward", rstd);
   check_rounded("rmsnorm_rounded_forward", x, w, y.dtype());
-  const int64_t C = x.size(-1), N = rows_of(x);
-  if (N == 0) return;
-  constexpr int P = pack_size<float>();
-  const float* px = ptr<float>(x);
-  const bf16_t* pw = ptr<bf16_t>(w);
-  bf16_t* py = ptr<bf16_t>(y);
-  with_pack<P>(rows_packable<P>(C, px, pw, static_cast<const bf16_t*>(py)), [&]<int VEC>() {
-    const RowLaunch L = row_launch(N, C / VEC);
-    rmsnorm_forward_kernel<float, bf16_t, bf16_t, VEC, bf16_t>
-        <<<L.grid, L.block, 0, current_stream()>>>(px, pw, py, ptr<float>(rstd), N, C, eps);
-    LMF_CUDA_CHECK_LAUNCH();
-  });
+  rms_forward<float, bf16_t, bf16_t, bf16_t>(x, w, y, rstd, eps);
 }
 
 void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
@@ -366,29 +367,10 @@ void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rs
   check_rounded("rmsnorm_rounded_backward", x, w, dy.dtype());
   if (dx.defined() && dx.dtype() != DType::f32)
     fail("rmsnorm_rounded_backward: dx must be f32, got ", dtype_name(dx.dtype()));
-  const int64_t C = x.size(-1), N = rows_of(x);
-  if (N == 0) return;
-  const float* px = ptr<float>(x);
-  const bf16_t* pdy = ptr<bf16_t>(dy);
-  const float* pr = ptr<float>(rstd);
-  if (dx.defined()) {
-    constexpr int P = pack_size<float>();
-    const bf16_t* pw = ptr<bf16_t>(w);
-    float* pdx = ptr<float>(dx);
-    with_pack<P>(rows_packable<P>(C, px, pw, pdy, static_cast<const float*>(pdx)), [&]<int VEC>() {
-      const RowLaunch L = row_launch(N, C / VEC);
-      if (accumulate)
-        rmsnorm_backward_dx_kernel<float, bf16_t, bf16_t, VEC, bf16_t, true>
-            <<<L.grid, L.block, 0, current_stream()>>>(px, pw, pr, pdy, pdx, N, C);
-      else
-        rmsnorm_backward_dx_kernel<float, bf16_t, bf16_t, VEC, bf16_t, false>
-            <<<L.grid, L.block, 0, current_stream()>>>(px, pw, pr, pdy, pdx, N, C);
-      LMF_CUDA_CHECK_LAUNCH();
-    });
-  }
-  if (dw_acc.defined())
-    column_reduce_acc<1>(N, C, RmsNormWeightGrad<float, bf16_t, bf16_t>{px, pdy, pr, C},
-                         ColumnTargets<1>{{ptr<float>(dw_acc)}}, x.device());
+  if (accumulate)
+    rms_backward<float, bf16_t, bf16_t, bf16_t, true>(x, w, rstd, dy, dx, dw_acc);
+  else
+    rms_backward<float, bf16_t, bf16_t, bf16_t, false>(x, w, rstd, dy, dx, dw_acc);
 }
 
 }  // namespace lmf::cuda
