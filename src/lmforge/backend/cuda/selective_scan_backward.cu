@@ -33,27 +33,50 @@ namespace lmf::cuda {
 namespace scan {
 namespace {
 
-// acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), rows r in order.
-__global__ void scan_param_grads_kernel(const float* pA, const float* pD, const float* pbias, float* dA_acc,
-                                        float* dD_acc, float* dbias_acc, int rows, int D, int N, int npad) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(D) * npad;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t dd = i / npad;
-    const int n = int(i - dd * npad);
-    if (dA_acc && n < N) {
-      float s = 0.f;
-      for (int r = 0; r < rows; r++) s += pA[(int64_t(r) * D + dd) * npad + n];
-      dA_acc[dd * N + n] += s;
-    }
-    if (n == 0) {
-      float sD = 0.f, sb = 0.f;
-      for (int r = 0; r < rows; r++) {
-        sD += pD[int64_t(r) * D + dd];
-        sb += pbias[int64_t(r) * D + dd];
-      }
-      if (dD_acc) dD_acc[dd] += sD;
-      if (dbias_acc) dbias_acc[dd] += sb;
-    }
+// acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), deterministic: the
+// partial columns (pA's D * npad, then pD's D, then pbias's D) are split over blocks of
+// kParamCols columns x kParamSplit row residues; thread (column, q) sums the rows r = q mod
+// kParamSplit in increasing order, then the kParamSplit sums are added in q order. Column reads
+// are coalesced; every order is fixed by the shape alone.
+constexpr int kParamCols = 64, kParamSplit = 4;
+__global__ void __launch_bounds__(kParamCols * kParamSplit)
+    scan_param_grads_kernel(const float* pA, const float* pD, const float* pbias, float* dA_acc, float* dD_acc,
+                            float* dbias_acc, int rows, int D, int N, int npad) {
+  __shared__ float part[kParamSplit][kParamCols];
+  const int c = threadIdx.x % kParamCols, q = threadIdx.x / kParamCols;
+  const int64_t ncolA = int64_t(D) * npad, ncol = ncolA + 2 * int64_t(D);
+  const int64_t j = int64_t(blockIdx.x) * kParamCols + c;
+  const float* src = nullptr;
+  int64_t stride = 0;
+  if (j < ncolA) {
+    src = pA + j;
+    stride = ncolA;
+  } else if (j < ncolA + D) {
+    src = pD + (j - ncolA);
+    stride = D;
+  } else if (j < ncol) {
+    src = pbias + (j - ncolA - D);
+    stride = D;
+  }
+  float s = 0.f;
+  if (src) {
+#pragma unroll 4
+    for (int r = q; r < rows; r += kParamSplit) s += src[int64_t(r) * stride];
+  }
+  part[q][c] = s;
+  __syncthreads();
+  if (q != 0 || !src) return;
+  s = part[0][c];
+#pragma unroll
+  for (int k = 1; k < kParamSplit; k++) s += part[k][c];
+  if (j < ncolA) {
+    const int64_t dd = j / npad;
+    const int n = int(j - dd * npad);
+    if (dA_acc && n < N) dA_acc[dd * N + n] += s;
+  } else if (j < ncolA + D) {
+    if (dD_acc) dD_acc[j - ncolA] += s;
+  } else if (dbias_acc) {
+    dbias_acc[j - ncolA - D] += s;
   }
 }
 
@@ -188,7 +211,9 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
     LMF_CUDA_CHECK_LAUNCH();
   });
   if (dA_log_acc.defined() || dD_acc.defined() || ddelta_bias_acc.defined()) {
-    scan::scan_param_grads_kernel<<<blocks_for(D * npad), 256, 0, stream>>>(
+    const int64_t cols = D * (npad + 2);
+    scan::scan_param_grads_kernel<<<unsigned((cols + scan::kParamCols - 1) / scan::kParamCols),
+                                     scan::kParamCols * scan::kParamSplit, 0, stream>>>(
         p.pA, p.pD, p.pbias, scan::f32_or_null(dA_log_acc), scan::f32_or_null(dD_acc),
         scan::f32_or_null(ddelta_bias_acc), int(rows), p.D, p.N, int(npad));
     LMF_CUDA_CHECK_LAUNCH();

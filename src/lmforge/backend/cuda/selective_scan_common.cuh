@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <type_traits>
 
 #include "lmforge/backend/cuda/mamba_common.cuh"
 
@@ -136,6 +137,89 @@ __device__ __forceinline__ float2 dt_dtu(float delta, float bias, float u, bool 
   const float raw = delta + bias;
   const float dt = softplus ? softplus_f(raw) : raw;
   return make_float2(dt, dt * u);
+}
+
+// ---- element-wise fast paths ------------------------------------------------------------------
+// The element-wise phases (dt, dt*u, gated dL/dy, outputs) handle two adjacent channels per
+// thread when a tile is full (kCS rows, all channels present, 16-byte-copyable activations):
+// one 32-bit (bf16/f16) or 64-bit (f32) shared load per two elements, one global store per two
+// outputs, no per-element bounds checks, no 64-bit index math (offsets inside a tile are int).
+// Exponentials use ex2.approx.ftz directly (no denormal rescaling: results below 2^-126 are 0).
+
+// Two adjacent elements (p 2-element aligned) to floats / from floats (round to nearest).
+template <class T>
+__device__ __forceinline__ float2 ld2(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return *reinterpret_cast<const float2*>(p);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+  } else {
+    return __half22float2(*reinterpret_cast<const __half2*>(p));
+  }
+}
+template <class T>
+__device__ __forceinline__ void st2(T* p, float a, float b) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+  } else {
+    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+  }
+}
+
+// e^x on the SFU, flushing results below 2^-126 to 0 (one FMUL + MUFU.EX2).
+__device__ __forceinline__ float exp_ftz(float x) { return exp2_approx(x * kLog2e); }
+
+// softplus (PyTorch threshold 20) without a branch: log1p(e^x) is finite up to x ~ 88 and +inf
+// beyond, both discarded by the select.
+__device__ __forceinline__ float softplus_sel(float x) {
+  const float sp = log1pf(exp_ftz(x));
+  return x > 20.f ? x : sp;
+}
+// 1 / (1 + e^-x) (e^-x = inf gives 0).
+__device__ __forceinline__ float sigmoid_ftz(float x) { return __fdividef(1.f, 1.f + exp_ftz(-x)); }
+
+// Phase A of a full [kCS][32-channel] tile by NT threads, two channels per thread: s_dtu[e] =
+// (dt, dt*u) and (kGy) s_gy[e] = dout * silu(z) (dout without z). The channels of a thread are
+// (2 tid) % 32 and the next one whatever the iteration (NT is a multiple of 16), so the bias pair
+// is per thread.
+template <class T, int NT, bool kGy>
+__device__ __forceinline__ void phase_a_full(const T* __restrict__ su, const T* __restrict__ sdl,
+                                             const T* __restrict__ sz, const T* __restrict__ sdo,
+                                             float2* __restrict__ s_dtu, float* __restrict__ s_gy, float2 bias2,
+                                             bool softplus, bool has_z) {
+  static_assert(NT % 16 == 0 && (kCS * 32 / 2) % NT == 0, "whole iterations of channel pairs");
+#pragma unroll
+  for (int it = 0; it < kCS * 32 / 2 / NT; it++) {
+    const int e = 2 * (it * NT + int(threadIdx.x));
+    const float2 dl = ld2(sdl + e), uu = ld2(su + e);
+    float dt0 = dl.x + bias2.x, dt1 = dl.y + bias2.y;
+    if (softplus) {
+      dt0 = softplus_sel(dt0);
+      dt1 = softplus_sel(dt1);
+    }
+    *reinterpret_cast<float4*>(s_dtu + e) = make_float4(dt0, dt0 * uu.x, dt1, dt1 * uu.y);
+    if constexpr (kGy) {
+      float2 gy = ld2(sdo + e);
+      if (has_z) {
+        const float2 zz = ld2(sz + e);
+        gy.x *= zz.x * sigmoid_ftz(zz.x);
+        gy.y *= zz.y * sigmoid_ftz(zz.y);
+      }
+      *reinterpret_cast<float2*>(s_gy + e) = gy;
+    }
+  }
+}
+
+// B / C of the chunk to fp32 [kCS][NPad] when N == NPad (no padding): four elements per thread
+// and iteration.
+template <class T, int NPad>
+__device__ __forceinline__ void convert_bc_full(float* __restrict__ dst, const T* __restrict__ src) {
+  for (int v = threadIdx.x; v < kCS * NPad / 4; v += blockDim.x) {
+    const float2 a = ld2(src + 4 * v), b = ld2(src + 4 * v + 2);
+    *reinterpret_cast<float4*>(dst + 4 * v) = make_float4(a.x, a.y, b.x, b.y);
+  }
 }
 
 // The A values of this thread's 4 states: A = -exp(A_log) (PARITY.md §1) and A * log2(e) for

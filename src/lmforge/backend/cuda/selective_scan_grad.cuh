@@ -162,35 +162,81 @@ template <class T, int G>
 __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
                                                            const T* su, const T* sdl, const T* sz,
                                                            const T* sdo, int b, int t0, int k, int cols,
-                                                           float bias_e, float D_e, float& accD,
-                                                           float& accBias) {
+                                                           bool full_cols, float2 bias2, float2 D2,
+                                                           float2& accD2, float2& accBias2) {
   constexpr int kNPad = 4 * G;
-  const int ce = threadIdx.x & 31;
+  constexpr int kThreads = 32 * G;
   const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
   const int64_t off0 = (int64_t(b) * p.L + t0 + k * kSC) * p.D + (blockIdx.x * kTD);
-  for (int e = threadIdx.x; e < kSC * kTD; e += blockDim.x) {
-    const int j = e / kTD;
-    if (j < rows && ce < cols) {
-      const int ec = k * kSC * kTD + e;  // element in the chunk arrays
-      const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
-      const float raw = to_f(sdl[ec]) + bias_e;
-      float dsp = 1.f;  // softplus'(raw) = sigmoid(raw); 1 past the threshold and without softplus
-      if (p.softplus && raw <= 20.f) {
-        const float ex = __expf(raw);
-        dsp = __fdividef(ex, 1.f + ex);
+  if (full_cols && rows == kSC) {
+    // Two channels per thread (cp, cp + 1 = (2 tid) % 32, + 1), no bounds checks, int offsets
+    // inside the sub-chunk; softplus' and silu' from ex2.approx.ftz.
+    const int cp = (2 * int(threadIdx.x)) & (kTD - 1);
+    T* du = static_cast<T*>(p.du);
+    T* ddelta = static_cast<T*>(p.ddelta);
+    T* dz = p.z ? static_cast<T*>(p.dz) : nullptr;
+#pragma unroll
+    for (int it = 0; it < (kSC * kTD / 2 + kThreads - 1) / kThreads; it++) {
+      const int e = 2 * (it * kThreads + int(threadIdx.x));
+      if (kSC * kTD / 2 % kThreads != 0 && e >= kSC * kTD) break;
+      const int j = e / kTD, ec = k * kSC * kTD + e;  // row in the sub-chunk, element in the chunk
+      const float2 uu = ld2(su + ec), gy = *reinterpret_cast<const float2*>(s.gy + ec);
+      const float2 q1 = *reinterpret_cast<const float2*>(s.p1 + e), q2 = *reinterpret_cast<const float2*>(s.p2 + e);
+      const float4 dtu = *reinterpret_cast<const float4*>(s.dtu + ec);  // dt, dt*u of cp; of cp + 1
+      float dsp0 = 1.f, dsp1 = 1.f;  // softplus'(raw) = sigmoid(raw) (1.0f past 20 anyway)
+      if (p.softplus) {
+        const float2 dl = ld2(sdl + ec);
+        dsp0 = sigmoid_ftz(dl.x + bias2.x);
+        dsp1 = sigmoid_ftz(dl.y + bias2.y);
       }
-      const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
-      const int64_t off = off0 + int64_t(j) * p.D + ce;
-      if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, D_e * gy));
-      if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
-      if (p.z && p.dz) {
+      const float ddl0 = fmaf(q1.x, uu.x, q2.x) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y) * dsp1;
+      const int off = j * p.D + cp;
+      if (du) st2(du + off0 + off, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
+      if (ddelta) st2(ddelta + off0 + off, ddl0, ddl1);
+      if (dz) {
         // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
-        const float zz = to_f(sz[ec]), sg = sigmoid_f(zz);
-        const float y = fmaf(D_e, uu, s.y[e]);
-        static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
+        const float2 zz = ld2(sz + ec), dd = ld2(sdo + ec), yy = *reinterpret_cast<const float2*>(s.y + e);
+        const float sg0 = sigmoid_ftz(zz.x), sg1 = sigmoid_ftz(zz.y);
+        const float y0 = fmaf(D2.x, uu.x, yy.x), y1 = fmaf(D2.y, uu.y, yy.y);
+        st2(dz + off0 + off, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
+            dd.y * y1 * sg1 * (1.f + zz.y * (1.f - sg1)));
       }
-      accD = fmaf(gy, uu, accD);
-      accBias += ddl;
+      accD2.x = fmaf(gy.x, uu.x, accD2.x);
+      accD2.y = fmaf(gy.y, uu.y, accD2.y);
+      accBias2.x += ddl0;
+      accBias2.y += ddl1;
+    }
+  } else {
+    // Checked path (a tile with missing channels or rows past L): the same channel pairs, each
+    // element checked, one element at a time.
+    const int cp = (2 * int(threadIdx.x)) & (kTD - 1);
+    for (int e2 = 2 * int(threadIdx.x); e2 < kSC * kTD; e2 += 2 * kThreads) {
+      const int j = e2 / kTD;
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        if (j >= rows || cp + h >= cols) continue;
+        const int e = e2 + h, ec = k * kSC * kTD + e;  // element in the chunk arrays
+        const float bias = h ? bias2.y : bias2.x, Dd = h ? D2.y : D2.x;
+        const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
+        const float raw = to_f(sdl[ec]) + bias;
+        const float dsp = p.softplus ? sigmoid_ftz(raw) : 1.f;  // softplus'(raw)
+        const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
+        const int64_t off = off0 + int64_t(j) * p.D + cp + h;
+        if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, Dd * gy));
+        if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
+        if (p.z && p.dz) {
+          const float zz = to_f(sz[ec]), sg = sigmoid_ftz(zz);
+          const float y = fmaf(Dd, uu, s.y[e]);
+          static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
+        }
+        if (h) {
+          accD2.y = fmaf(gy, uu, accD2.y);
+          accBias2.y += ddl;
+        } else {
+          accD2.x = fmaf(gy, uu, accD2.x);
+          accBias2.x += ddl;
+        }
+      }
     }
   }
   const float* red = s.red;
@@ -268,9 +314,17 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int g = tid % G, cl = tid / G, d = d0 + cl;
   const int ce = lane;  // element-wise phases: channel d0 + lane (kTD == 32)
   const bool ce_ok = d0 + ce < p.D;
-  const float bias_e = (p.delta_bias.p && ce_ok) ? p.delta_bias[d0 + ce] : 0.f;
-  const float D_e = (p.Dskip.p && ce_ok) ? p.Dskip[d0 + ce] : 0.f;
   const bool has_z = p.z != nullptr;
+  // The element-wise phases give every thread two channels, cp and cp + 1 (the same in every
+  // iteration); whole tiles take the vector path without checks (full_cols and whole rows).
+  const bool full_cols = p.vec_act && d0 + kTD <= p.D;
+  const int cp = (2 * tid) & (kTD - 1);
+  const bool ok0 = d0 + cp < p.D, ok1 = d0 + cp + 1 < p.D;
+  const float2 bias2 = p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
+                                      : make_float2(0.f, 0.f);
+  const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
+                              : make_float2(0.f, 0.f);
+  float2 accD2 = make_float2(0.f, 0.f), accBias2 = make_float2(0.f, 0.f);
   float A[kNP], A2[kNP];
   load_A(p, d, g, A, A2);
 
@@ -279,7 +333,6 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int64_t prow = int64_t(b) * p.nseg + seg;  // partials row
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
   if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
-  float accD = 0.f, accBias = 0.f;
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
@@ -304,23 +357,36 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     const T* sdl = SL::act(smem, 1);
     const T* sz = SL::act(smem, 2);
     const T* sdo = SL::act(smem, 3);
-    for (int e = tid; e < kCS * kTD; e += blockDim.x) {
-      const int t = e / kTD;
-      float2 v = make_float2(0.f, 0.f);
-      float gy = 0.f;
-      if (t < rows && ce < cols) {
-        v = dt_dtu(to_f(sdl[e]), bias_e, to_f(su[e]), p.softplus);
-        gy = to_f(sdo[e]);
-        if (has_z) {
-          const float zz = to_f(sz[e]);
-          gy *= zz * sigmoid_f(zz);
+    if (full_cols && rows == kCS) {
+      phase_a_full<T, 32 * G, true>(su, sdl, sz, sdo, s_dtu, s_gy, bias2, p.softplus, has_z);
+    } else {
+      for (int e2 = 2 * tid; e2 < kCS * kTD; e2 += 2 * 32 * G) {
+        const int t = e2 / kTD;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int e = e2 + h;
+          float2 v = make_float2(0.f, 0.f);
+          float gy = 0.f;
+          if (t < rows && cp + h < cols) {
+            v = dt_dtu(to_f(sdl[e]), h ? bias2.y : bias2.x, to_f(su[e]), p.softplus);
+            gy = to_f(sdo[e]);
+            if (has_z) {
+              const float zz = to_f(sz[e]);
+              gy *= zz * sigmoid_f(zz);
+            }
+          }
+          s_dtu[e] = v;
+          s_gy[e] = gy;
         }
       }
-      s_dtu[e] = v;
-      s_gy[e] = gy;
     }
-    convert_bc<T, kNPad>(s_B, SL::bc(smem, 0), p.N);
-    convert_bc<T, kNPad>(s_C, SL::bc(smem, 1), p.N);
+    if (p.N == kNPad) {
+      convert_bc_full<T, kNPad>(s_B, SL::bc(smem, 0));
+      convert_bc_full<T, kNPad>(s_C, SL::bc(smem, 1));
+    } else {
+      convert_bc<T, kNPad>(s_B, SL::bc(smem, 0), p.N);
+      convert_bc<T, kNPad>(s_C, SL::bc(smem, 1), p.N);
+    }
     if (p.seq && tid < 32) {
       const uint32_t m = doc_start_mask(SL::seq(smem), t0, p.L);
       if (tid == 0) *s_mask = m;
@@ -347,7 +413,8 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       else
         backward_subchunk<G, false>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
       __syncthreads();
-      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, bias_e, D_e, accD, accBias);
+      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, bias2, D2, accD2,
+                                       accBias2);
     }
   }
 
@@ -356,16 +423,20 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
   __syncthreads();                                                            // shared memory is reused below
-  float* s_acc = s_gy;                                                        // [2][G][32]
-  s_acc[warp * 32 + lane] = accD;
-  s_acc[(G + warp) * 32 + lane] = accBias;
+  // [2][32 G] float2: thread tid's sums of channels (2 tid) % 32 and the next one; summed over
+  // the threads of a channel in a fixed order.
+  float* s_acc = s_gy;
+  reinterpret_cast<float2*>(s_acc)[tid] = accD2;
+  reinterpret_cast<float2*>(s_acc + 64 * G)[tid] = accBias2;
   __syncthreads();
   if (warp == 0 && ce_ok) {
     float sD = 0.f, sB = 0.f;
+    // Threads (lane / 2) + 16 m hold channel lane in component lane % 2.
 #pragma unroll
-    for (int w = 0; w < G; w++) {
-      sD += s_acc[w * 32 + lane];
-      sB += s_acc[(G + w) * 32 + lane];
+    for (int m = 0; m < 2 * G; m++) {
+      const int t2 = 2 * ((lane >> 1) + 16 * m) + (lane & 1);
+      sD += s_acc[t2];
+      sB += s_acc[64 * G + t2];
     }
     p.pD[prow * p.D + d0 + lane] = sD;
     p.pbias[prow * p.D + d0 + lane] = sB;
