@@ -115,6 +115,61 @@ __device__ __forceinline__ void stage_chunk(char* buf, const ScanParams& p, int 
   }
 }
 
+// stage_chunk for NT threads when the chunk is whole (t0 + kCS <= L) and, for the activations,
+// the tile's TD channels exist with 16-byte vectors (p.vec_act), for B / C p.vec_bc: the same
+// shared layout, no bounds checks, and the per-thread offsets of the activation vectors are
+// loop-invariant (StageOffsets, computed once per kernel).
+struct StageOffsets {
+  int64_t g = 0;  // offset of the thread's first activation vector in the [*, D] tensors (row * D + col)
+  int s = 0;  // its offset in a staged [kCS][TD] tile
+};
+template <class T, int TD, int NT>
+__device__ __forceinline__ StageOffsets stage_offsets(int D) {
+  constexpr int V = 16 / int(sizeof(T)), kVR = TD / V;
+  const int r = int(threadIdx.x) / kVR, c = (int(threadIdx.x) % kVR) * V;
+  return {int64_t(r) * D + c, r * TD + c};
+}
+template <class T, int TD, int NPad, int NACT, int NBC, int NT>
+__device__ __forceinline__ void stage_chunk_full(char* buf, const ScanParams& p, int b, int t0, int d0,
+                                                 StageOffsets so, bool act_full, bool bc_full) {
+  using SL = StageLayout<T, TD, NPad, NACT, NBC>;
+  constexpr int V = 16 / int(sizeof(T)), kVR = TD / V, kVT = kCS * kVR;  // vectors per row / tile
+  constexpr int kRowsPerIt = NT / kVR;
+  static_assert(NT % kVR == 0, "whole rows per pass");
+  if (!act_full || !bc_full) {
+    stage_chunk<T, TD, NPad, NACT, NBC>(buf, p, b, t0, d0);
+    return;
+  }
+  const int64_t act_off = (int64_t(b) * p.L + t0) * p.D + d0, bc_off = (int64_t(b) * p.L + t0) * p.N;
+  const void* act[4] = {p.u, p.delta, p.z, p.dout};
+#pragma unroll
+  for (int a = 0; a < NACT; a++) {
+    if (!act[a]) continue;
+    const T* src = static_cast<const T*>(act[a]) + act_off + so.g;
+    T* dst = SL::act(buf, a) + so.s;
+#pragma unroll
+    for (int i = 0; i < (kVT + NT - 1) / NT; i++)
+      if (kVT % NT == 0 || i * NT + int(threadIdx.x) < kVT)
+        cp_async16(dst + i * kRowsPerIt * TD, src + int64_t(i * kRowsPerIt) * p.D, true);
+  }
+  const void* bc[2] = {p.Bm, p.Cm};
+  const int nv = kCS * p.N / V;  // a whole chunk of B / C rows is contiguous
+#pragma unroll
+  for (int k = 0; k < NBC; k++) {
+    const T* src = static_cast<const T*>(bc[k]) + bc_off;
+    T* dst = SL::bc(buf, k);
+    for (int v = threadIdx.x; v < nv; v += NT) cp_async16(dst + v * V, src + v * V, true);
+  }
+  if (p.seq) {
+    const int32_t* srow = p.seq + int64_t(b) * p.L;
+    for (int i = threadIdx.x; i < kCS + 1; i += NT) {
+      const int t = t0 - 1 + i;
+      const bool ok = t >= 0;  // t < L: the chunk is whole
+      cp_async4(SL::seq(buf) + i, ok ? srow + t : srow, ok);
+    }
+  }
+}
+
 // B / C of the chunk to fp32 [kCS][NPad], zero-padded past N (rows past L are already 0).
 template <class T, int NPad>
 __device__ __forceinline__ void convert_bc(float* dst, const T* src, int N) {

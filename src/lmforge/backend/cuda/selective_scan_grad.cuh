@@ -66,15 +66,43 @@ __device__ __forceinline__ void walk_subchunk_starts(const float2* s_dtu, const 
   }
 }
 
+// Tensor-core channel sums (bf16 / f16 activations, G = 4; kMmaLayout): the lanes of a warp are
+// (c_lo, g, c_hi) = (lane % 4, lane / 4 % 4, lane / 16), channel c_lo + 4 c_hi of the warp's 8,
+// states 4 g .. 4 g + 3. The per-step dB / dC partials (8 per thread) are summed over the 4
+// channels c_lo by two chained mma.m16n8k8 tf32 with a 0/1 routing matrix as B: row r = lane / 4
+// of A holds (g, c_hi), its k columns the lanes c_lo (and two states per mma), and B sends the k
+// columns of state q to the output columns 2q, 2q + 1, so lane (c_lo, r) receives the sums of
+// state 4 g + c_lo (dB in c0, dC in c2); one shuffle over c_hi completes the 8 channels. 2 MMA +
+// 4 instructions per step instead of the 28 of a shuffle transpose-reduce. The tf32 operands
+// drop the low 13 mantissa bits of each term (relative error <= 2^-10 per term, far below the
+// bf16 / f16 rounding of dBm / dCm); fp32 activations keep the exact shuffle reduction.
+template <class T, int G>
+constexpr bool kMmaLayout = G == 4 && !std::is_same_v<T, float>;
+
+// D = A B + C, m16n8k8, tf32 operands (raw fp32 bits), fp32 accumulators.
+__device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, uint32_t b0,
+                                         uint32_t b1, const float (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(__float_as_uint(a0)), "r"(__float_as_uint(a1)), "r"(__float_as_uint(a2)), "r"(__float_as_uint(a3)),
+        "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+
 // One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from its entering state
 // h0, then the reverse steps. carry = dL/dh_t flowing from step t+1 (already multiplied by its
 // decay, so 0 past a document start).
-template <int G, bool kReset>
+// kMma: the tensor-core lane layout and channel sums above (bsel: this lane's B routing values
+// for the two mma, 1.0f where lane / 8 == q for q = 0..3).
+template <int G, bool kReset, bool kMma>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
                                                   const float (&A)[kNP], const float (&A2)[kNP],
                                                   float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
-                                                  int cl, int lane, int warp) {
+                                                  int cl, int lane, int warp, const uint32_t (&bsel)[4]) {
   constexpr int kNPad = 4 * G;
+  // Lane-index bits of the g-lanes of a channel: 1 .. G/2 (consecutive lanes), or 4, 8 (kMma).
+  constexpr int kGHi = kMma ? 8 : G / 2, kGLo = kMma ? 4 : 1;
   float h0[kNP];
   unpack4(h0v, h0);
   float a[kSC][kNP], hs[kSC][kNP];
@@ -100,7 +128,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       yv[j] = acc;
     }
     if (has_z) {
-      using Red = LaneReduce<kSC, G / 2, 1>;
+      using Red = LaneReduce<kSC, kGHi, kGLo>;
       int base = 0;
       Red::run(yv, lane, base);
       if ((lane & Red::kWriterMask) == 0) {
@@ -136,7 +164,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
     }
     {
       // (sum_n g B, sum_n g h_{t-1} a A) over the g-lanes of the channel.
-      using RedG = LaneReduce<2, G / 2, 1>;
+      using RedG = LaneReduce<2, kGHi, kGLo>;
       float q[2] = {q1, q2};
       int base = 0;
       RedG::run(q, lane, base);
@@ -145,14 +173,27 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
         for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
       }
     }
-    using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
-    int base = 0;
-    RedD::run(dv, lane, base);
-    if ((lane & RedD::kWriterMask) == 0) {
+    if constexpr (kMma) {
+      // Sums over c_lo (tensor cores), then over c_hi (one shuffle): lane (c_lo, g, c_hi) ends
+      // with dB (c_hi = 0) or dC (c_hi = 1) of state 4 g + c_lo, summed over the warp's channels.
+      const float zero[4] = {0.f, 0.f, 0.f, 0.f};
+      float acc1[4], acc2[4];
+      mma_tf32(acc1, dv[0], dv[4], dv[1], dv[5], bsel[0], bsel[1], zero);
+      mma_tf32(acc2, dv[2], dv[6], dv[3], dv[7], bsel[2], bsel[3], acc1);
+      const bool up = (lane & 16) != 0;
+      const float send = up ? acc2[0] : acc2[2], keep = up ? acc2[2] : acc2[0];
+      const float v = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+      s.red[((warp * kSC + j) * 2 + (up ? 1 : 0)) * kNPad + g * kNP + (lane & 3)] = v;
+    } else {
+      using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
+      int base = 0;
+      RedD::run(dv, lane, base);
+      if ((lane & RedD::kWriterMask) == 0) {
 #pragma unroll
-      for (int jj = 0; jj < RedD::kOut; jj++) {
-        const int idx = base + jj;
-        s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
+        for (int jj = 0; jj < RedD::kOut; jj++) {
+          const int idx = base + jj;
+          s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
+        }
       }
     }
   }
@@ -311,7 +352,15 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
 
   const int b = blockIdx.z, seg = blockIdx.y, d0 = blockIdx.x * kTD;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = tid % G, cl = tid / G, d = d0 + cl;
+  // Thread -> (channel cl, state group g): consecutive lanes share a channel, or the tensor-core
+  // layout (lane = c_lo + 4 (g + 4 c_hi), channel c_lo + 4 c_hi of the warp's 8).
+  constexpr bool kMma = kMmaLayout<T, G>;
+  const int g = kMma ? (lane >> 2) & 3 : tid % G;
+  const int cl = kMma ? warp * 8 + (lane >> 4) * 4 + (lane & 3) : tid / G, d = d0 + cl;
+  const StageOffsets so = stage_offsets<T, kTD, 32 * G>(p.D);
+  uint32_t bsel[4];
+#pragma unroll
+  for (int q = 0; q < 4; q++) bsel[q] = (lane >> 3) == q ? 0x3f800000u : 0u;  // 1.0f / 0.0f
   const int ce = lane;  // element-wise phases: channel d0 + lane (kTD == 32)
   const bool ce_ok = d0 + ce < p.D;
   const bool has_z = p.z != nullptr;
@@ -339,7 +388,8 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
                                                   : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
-    stage_chunk<T, kTD, kNPad, 4, 2>(smem, p, b, t0, d0);
+    stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
+                                                   p.vec_bc && rows == kCS);
     if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // into this thread's own s_ck slots (no walk).
@@ -409,9 +459,9 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       const float4 h0 = s_ck[k * kTD * G + tid];
       const BwdShared sh = shared_for(k);
       if ((mask >> (k * kSC)) & 0xffu)
-        backward_subchunk<G, true>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
+        backward_subchunk<G, true, kMma>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       else
-        backward_subchunk<G, false>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp);
+        backward_subchunk<G, false, kMma>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       __syncthreads();
       backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, bias2, D2, accD2,
                                        accBias2);

@@ -220,19 +220,25 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
   const bool has_z = p.z != nullptr;
   float A2[NS];
   load_A2_slice<NS>(p, d, g, A2);
+  constexpr int kNT = Rows<NS, G>::kThreads;
+  const StageOffsets so = stage_offsets<T, kRC, kNT>(p.D);
+  auto stage = [&](char* dst, int t0s) {
+    stage_chunk_full<T, kRC, kNPad, 3, 2, kNT>(dst, p, b, t0s, d0, so, full_cols && t0s + kCS <= p.L,
+                                               p.vec_bc && t0s + kCS <= p.L);
+  };
 
   float h[NS];
 #pragma unroll
   for (int i = 0; i < NS; i++) h[i] = 0.f;
   const int64_t row = int64_t(b) * p.L;
-  stage_chunk<T, kRC, kNPad, 3, 2>(smem, p, b, 0, d0);
+  stage(smem, 0);
   cp_async_commit();
   for (int c = 0; c < p.nc; c++) {
     char* buf = smem + (c & 1) * SL::kBytes;
     const int t0 = c * kCS, rows = min(kCS, p.L - t0);
     cp_async_wait_all();
     __syncthreads();  // chunk c landed; every thread is past phase C of chunk c - 1
-    if (c + 1 < p.nc) stage_chunk<T, kRC, kNPad, 3, 2>(smem + ((c + 1) & 1) * SL::kBytes, p, b, t0 + kCS, d0);
+    if (c + 1 < p.nc) stage(smem + ((c + 1) & 1) * SL::kBytes, t0 + kCS);
     cp_async_commit();
 
     const bool full = full_cols && rows == kCS;
@@ -354,14 +360,20 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
     P[i] = 1.f;
     Gs[i] = 0.f;
   }
-  stage_chunk<T, kRC, kNPad, 4, 2>(smem, p, b, 0, d0);
+  constexpr int kNT = Rows<NS, G>::kThreads;
+  const StageOffsets so = stage_offsets<T, kRC, kNT>(p.D);
+  auto stage = [&](char* dst, int t0s) {
+    stage_chunk_full<T, kRC, kNPad, 4, 2, kNT>(dst, p, b, t0s, d0, so, full_cols && t0s + kCS <= p.L,
+                                               p.vec_bc && t0s + kCS <= p.L);
+  };
+  stage(smem, 0);
   cp_async_commit();
   for (int c = 0; c < p.nc; c++) {
     char* buf = smem + (c & 1) * SL::kBytes;
     const int t0 = c * kCS, rows = min(kCS, p.L - t0);
     cp_async_wait_all();
     __syncthreads();  // chunk c landed; every thread is past the steps of chunk c - 1
-    if (c + 1 < p.nc) stage_chunk<T, kRC, kNPad, 4, 2>(smem + ((c + 1) & 1) * SL::kBytes, p, b, t0 + kCS, d0);
+    if (c + 1 < p.nc) stage(smem + ((c + 1) & 1) * SL::kBytes, t0 + kCS);
     cp_async_commit();
 
     rows_phase_a<T, NS, G, true>(p, buf, s_dtu, s_gy, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e,
