@@ -306,7 +306,7 @@ TEST(CudaMambaScan, ElementwiseFastPaths) {
 
 TEST(CudaMambaScan, ParameterGradientsDeterministicManyRows) {
   // dA_log, dD, ddelta_bias are sums of B * nseg per-block partial rows in a fixed order (rows
-  // split over 4 residues, columns over blocks): 6 * 35 = 210 rows (not a multiple of 4), 96
+  // split over 16 residues, columns over blocks): 6 * 35 = 210 rows (not a multiple of 16), 96
   // channels x (16 + 2) partial columns over several blocks. Bitwise equal over runs, and right.
   ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", "1");
   ScanCase c{"det rows", 6, 1100, 96, 16, true, true, true, true, true, 60};

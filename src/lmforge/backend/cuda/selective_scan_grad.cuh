@@ -468,7 +468,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     }
   }
 
-  // Per-block parameter partials (summed over the rows in a fixed order by scan_param_grads_kernel).
+  // Per-block parameter partials (summed over the rows in a fixed order by scan_finalize_kernel).
   if (d < p.D)
     reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
