@@ -9,6 +9,9 @@ namespace lmf::cuda::scan {
 constexpr int kTD = 32;  // channels per gradient block (channel = lane in the element-wise phases)
 constexpr int kSC = 8;   // sub-chunk: steps recomputed and held in registers at a time
 constexpr int kNSub = kCS / kSC;
+// Row stride of the sub-chunk y buffer: y rows written by one store instruction (lanes of
+// different g) fall 4 banks apart instead of on the same bank.
+constexpr int kYS = kTD + 4;
 static_assert(kCS % kSC == 0 && kSC == 8, "sub-chunk masks are 8-bit slices of the chunk mask");
 
 template <class T, int G>
@@ -17,7 +20,9 @@ struct BackwardLayout {
   static constexpr int kNPad = 4 * G;
   static constexpr int kDtuOff = Stage::kBytes;                          // float2 [kCS][kTD]: dt, dt*u
   static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);        // float [kCS][kTD]
-  static constexpr int kSub = align16(3 * kSC * kTD * 4);                // float [3][kSC][kTD]: y, p1, p2
+  // float y [kSC][kYS], p1 [kSC][kTD], p2 [kSC][kTD] (+ 8 floats: p1 / p2 stores of one
+  // instruction on different banks)
+  static constexpr int kSub = align16((kSC * kYS + 2 * kSC * kTD + 8) * 4);
   static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);        // 2 sub-chunk buffers
   static constexpr int kBCOff = kSubOff + 2 * kSub;                      // float [2][kCS][kNPad]
   static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);          // float [G][kSC][2][kNPad]
@@ -34,7 +39,7 @@ struct BwdShared {
   const float* gy;    // dL/dy before the gate: dout * silu(z) (or dout), chunk
   const float* B;     // chunk
   const float* C;     // chunk
-  float* y;           // sum_n h C (for dz), sub-chunk
+  float* y;           // sum_n h C (for dz), sub-chunk, row stride kYS
   float* p1;          // sum_n g B, sub-chunk
   float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
@@ -133,7 +138,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       Red::run(yv, lane, base);
       if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kTD + cl] = yv[j];
+        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kYS + cl] = yv[j];
       }
     }
   }
@@ -236,7 +241,8 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
       if (ddelta) st2(ddelta + off0 + off, ddl0, ddl1);
       if (dz) {
         // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
-        const float2 zz = ld2(sz + ec), dd = ld2(sdo + ec), yy = *reinterpret_cast<const float2*>(s.y + e);
+        const float2 zz = ld2(sz + ec), dd = ld2(sdo + ec);
+        const float2 yy = *reinterpret_cast<const float2*>(s.y + j * kYS + cp);
         const float sg0 = sigmoid_ftz(zz.x), sg1 = sigmoid_ftz(zz.y);
         const float y0 = fmaf(D2.x, uu.x, yy.x), y1 = fmaf(D2.y, uu.y, yy.y);
         st2(dz + off0 + off, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
@@ -267,7 +273,7 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
         if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
         if (p.z && p.dz) {
           const float zz = to_f(sz[ec]), sg = sigmoid_ftz(zz);
-          const float y = fmaf(Dd, uu, s.y[e]);
+          const float y = fmaf(Dd, uu, s.y[j * kYS + cp + h]);
           static_cast<T*>(p.dz)[off] = from_f<T>(to_f(sdo[ec]) * y * sg * (1.f + zz * (1.f - sg)));
         }
         if (h) {
@@ -344,8 +350,8 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     sh.C = s_C;
     float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + (k & 1) * BL::kSub);
     sh.y = sub;
-    sh.p1 = sub + kSC * kTD;
-    sh.p2 = sub + 2 * kSC * kTD;
+    sh.p1 = sub + kSC * kYS;
+    sh.p2 = sub + kSC * kYS + kSC * kTD + 8;
     sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
     return sh;
   };
@@ -357,6 +363,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   constexpr bool kMma = kMmaLayout<T, G>;
   const int g = kMma ? (lane >> 2) & 3 : tid % G;
   const int cl = kMma ? warp * 8 + (lane >> 4) * 4 + (lane & 3) : tid / G, d = d0 + cl;
+  const int slot = cl * G + g;  // this thread's float4 in the s_ck sub-chunk start arrays
   const StageOffsets so = stage_offsets<T, kTD, 32 * G>(p.D);
   uint32_t bsel[4];
 #pragma unroll
@@ -393,10 +400,12 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // into this thread's own s_ck slots (no walk).
-      const float* src = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + own;
+      // The block's kTD x kNPad states of a sub-chunk start are contiguous: float4 v = tid in
+      // memory order (coalesced whatever the lane layout); thread (cl, g) reads slot cl * G + g.
+      const float* src = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + int64_t(d0) * kNPad + 4 * tid;
+      const bool okv = d0 + tid / G < p.D;
 #pragma unroll
-      for (int k = 0; k < kNSub; k++)
-        cp_async16(s_ck + k * kTD * G + tid, d < p.D ? src + k * col : p.hstart, d < p.D);
+      for (int k = 0; k < kNSub; k++) cp_async16(s_ck + k * kTD * G + tid, okv ? src + k * col : p.hstart, okv);
     }
     cp_async_commit();
     cp_async_wait_all();
@@ -449,14 +458,14 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     if (p.sub_starts) {
       // s_ck already staged
     } else if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u)) {
-      walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+      walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
     } else {
-      walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + tid, kTD * G, cl, g);
+      walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
     }
 #pragma unroll 1
     for (int k = kNSub - 1; k >= 0; k--) {
       if (t0 + k * kSC >= p.L) continue;
-      const float4 h0 = s_ck[k * kTD * G + tid];
+      const float4 h0 = s_ck[k * kTD * G + slot];
       const BwdShared sh = shared_for(k);
       if ((mask >> (k * kSC)) & 0xffu)
         backward_subchunk<G, true, kMma>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp, bsel);

@@ -26,6 +26,9 @@
 namespace lmf::cuda::scan {
 
 constexpr int kRC = 32;  // channels per row-walker block (= lane in the element-wise phases)
+// Row stride of the forward's y buffer, odd: the y rows one store instruction writes (lanes of
+// different g, base rows 32 / G apart) fall on different banks (stride 32: one bank, G-way).
+constexpr int kRYS = kRC + 1;
 
 template <int NS, int G>
 struct Rows {
@@ -35,7 +38,7 @@ struct Rows {
   static_assert(G == 1 || G == 2 || G == 4 || G == 8, "lanes per channel");
 };
 
-// Shared memory: two stage buffers, (dt, dt*u) [kCS][kRC], y (forward) or gy (preparation)
+// Shared memory: two stage buffers, (dt, dt*u) [kCS][kRC], y (forward, row stride kRYS) or gy (preparation)
 // [kCS][kRC], B and C in fp32 [kCS][kNPad], the document-start mask.
 template <class T, int NS, int G, bool kPrep>
 struct RowsLayout {
@@ -43,7 +46,7 @@ struct RowsLayout {
   using Stage = StageLayout<T, kRC, kNPad, kPrep ? 4 : 3, 2>;
   static constexpr int kDtuOff = 2 * Stage::kBytes;
   static constexpr int kYOff = kDtuOff + align16(kCS * kRC * 8);
-  static constexpr int kBOff = kYOff + align16(kCS * kRC * 4);
+  static constexpr int kBOff = kYOff + align16(kCS * kRYS * 4);
   static constexpr int kCOff = kBOff + align16(kCS * kNPad * 4);
   static constexpr int kMaskOff = kCOff + align16(kCS * kNPad * 4);
   static constexpr int kBytes = kMaskOff + 16;
@@ -176,14 +179,14 @@ __device__ __forceinline__ void rows_fwd_chunk(const float2* __restrict__ s_dtu,
   }
   if constexpr (G == 1) {
 #pragma unroll
-    for (int t = 0; t < kCS; t++) s_y[t * kRC + cl] = yv[t];
+    for (int t = 0; t < kCS; t++) s_y[t * kRYS + cl] = yv[t];
   } else {
     using Red = LaneReduce<kCS, G / 2, 1>;
     int base = 0;
     Red::run(yv, lane, base);
     if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-      for (int j = 0; j < Red::kOut; j++) s_y[(base + j) * kRC + cl] = yv[j];
+      for (int j = 0; j < Red::kOut; j++) s_y[(base + j) * kRYS + cl] = yv[j];
     }
   }
   (void)lane;
@@ -260,8 +263,8 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
 #pragma unroll
       for (int it = 0; it < kCS * kRC / 2 / Rows<NS, G>::kThreads; it++) {
         const int e = 2 * (it * Rows<NS, G>::kThreads + tid), t = e / kRC;  // channels cp, cp + 1
-        const float2 yy = *reinterpret_cast<const float2*>(s_y + e), uu = ld2(su + e);
-        float y0 = fmaf(D2.x, uu.x, yy.x), y1 = fmaf(D2.y, uu.y, yy.y);
+        const float2 uu = ld2(su + e);
+        float y0 = fmaf(D2.x, uu.x, s_y[t * kRYS + cp]), y1 = fmaf(D2.y, uu.y, s_y[t * kRYS + cp + 1]);
         if (has_z) {
           const float2 zz = ld2(sz + e);
           y0 *= zz.x * sigmoid_ftz(zz.x);
@@ -274,7 +277,7 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
     for (int e = tid; e < kCS * kRC; e += blockDim.x) {
       const int t = e / kRC;
       if (t < rows && ce_ok) {
-        float y = s_y[e];
+        float y = s_y[t * kRYS + ce];
         if (p.Dskip.p) y = fmaf(D_e, to_f(su[e]), y);
         if (p.z) {
           const float zz = to_f(sz[e]);
@@ -412,12 +415,12 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
 
 // Lanes per channel G of the row walkers for this problem (NS = npad / G states per thread):
 // LMF_SCAN_ROWS_G=1|2|4|8 forces it when valid; otherwise the smallest G (least per-state
-// overhead) that puts at least 14 warps on every SM (latency hiding), else the largest.
+// overhead) that puts at least 11 warps on every SM (latency hiding), else the largest.
 int rows_groups(const ScanParams& p, int npad);
 
 // "chunked" (the chunk-parallel walkers, selective_scan_chunked.cuh) or "rows" (this file):
-// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows when the largest G reaches 14 warps per
-// SM, else chunked (too few channels: the chunk walker's time parallelism wins, 130m 4x4096).
+// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows when the largest G reaches 5 warps per
+// SM, else chunked (too few channels and rows: the chunk walker's time parallelism wins).
 bool use_rows_impl(const ScanParams& p);
 
 // Launch the row-walker forward / preparation for activation dtype t (selective_scan_rows.cu);
