@@ -325,3 +325,19 @@ TEST(CudaMambaScan, ParameterGradientsDeterministicManyRows) {
   EXPECT_EQ(runs[0][1], runs[1][1]) << "dD";
   EXPECT_EQ(runs[0][2], runs[1][2]) << "ddelta_bias";
 }
+
+TEST(CudaMambaScan, SoftplusTails) {
+  // The fast paths' softplus (max(x, 0) + w p(w), w = e^-|x|) over its whole range: delta in
+  // [-30, 25] (plus the dt bias) covers log1p(w) for w from e^-30 to 1, both signs, and the
+  // PyTorch threshold (softplus(x) = x and softplus'(x) = 1 past 20).
+  ScanCase c{"softplus tails", 2, 160, 64, 16, true, true, true, true, true, 30};
+  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
+  for (DType dt : {DType::f32, DType::bf16}) {
+    auto ins = scan_inputs(c, 800, dt == DType::bf16);
+    ins[1] = random_tensor({c.B, c.L, c.D}, DType::f32, 801, -30.f, 25.f);
+    if (dt == DType::bf16) ins[1] = bf16_exact(ins[1]);
+    auto r = compare_cpu_cuda([&](const std::vector<Tensor>& x) { return run_scan(x, true); }, ins, dt);
+    EXPECT_LT(r.out_rel, tol(dt)) << dtype_name(dt) << " output";
+    for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << dtype_name(dt) << " grad " << i;
+  }
+}

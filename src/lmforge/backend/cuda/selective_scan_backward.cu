@@ -245,7 +245,8 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
     fa.dC = dCm.defined() ? dCm.data_ptr() : nullptr;
     fa.n = B * L * N;
     const int cast_blocks = blocks_for(fa.n, scan::kFinalizeThreads);
-    scan::scan_finalize_kernel<T><<<unsigned(fa.param_blocks + cast_blocks), scan::kFinalizeThreads, 0, stream>>>(fa);
+    scan::scan_finalize_kernel<T>
+        <<<unsigned(fa.param_blocks + cast_blocks), scan::kFinalizeThreads, 0, stream>>>(fa);
     LMF_CUDA_CHECK_LAUNCH();
   });
 }

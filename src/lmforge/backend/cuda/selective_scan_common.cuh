@@ -226,11 +226,23 @@ __device__ __forceinline__ void st2(T* p, float a, float b) {
 // e^x on the SFU, flushing results below 2^-126 to 0 (one FMUL + MUFU.EX2).
 __device__ __forceinline__ float exp_ftz(float x) { return exp2_approx(x * kLog2e); }
 
-// softplus (PyTorch threshold 20) without a branch: log1p(e^x) is finite up to x ~ 88 and +inf
-// beyond, both discarded by the select.
-__device__ __forceinline__ float softplus_sel(float x) {
-  const float sp = log1pf(exp_ftz(x));
-  return x > 20.f ? x : sp;
+// softplus for the fast paths: max(x, 0) + log1p(w), w = e^-|x| in (0, 1], log1p(w) = w p(w)
+// with p the degree-8 polynomial interpolating log1p(w) / w at the Chebyshev nodes of [0, 1]
+// (max relative error of w p(w) in fp32 Horner: 1.9e-7 over [0, 1], like log1pf's ~1 ulp; plus
+// the 2^-22 of ex2.approx on w). 13 instructions instead of ~25 for log1pf(e^x) and the select.
+// Past x = 20 it returns x exactly (log1p(e^-x) < half an ulp of x), PyTorch's threshold.
+__device__ __forceinline__ float softplus_poly(float x) {
+  const float w = exp2_approx(-fabsf(x) * kLog2e);
+  float q = 0.005126102361828089f;
+  q = fmaf(q, w, -0.029074065387248993f);
+  q = fmaf(q, w, 0.0775160863995552f);
+  q = fmaf(q, w, -0.13602247834205627f);
+  q = fmaf(q, w, 0.19076880812644958f);
+  q = fmaf(q, w, -0.2483539879322052f);
+  q = fmaf(q, w, 0.3331812024116516f);
+  q = fmaf(q, w, -0.4999944567680359f);
+  q = fmaf(q, w, 0.9999999403953552f);
+  return fmaxf(x, 0.f) + w * q;
 }
 // 1 / (1 + e^-x) (e^-x = inf gives 0).
 __device__ __forceinline__ float sigmoid_ftz(float x) { return __fdividef(1.f, 1.f + exp_ftz(-x)); }
@@ -251,8 +263,8 @@ __device__ __forceinline__ void phase_a_full(const T* __restrict__ su, const T* 
     const float2 dl = ld2(sdl + e), uu = ld2(su + e);
     float dt0 = dl.x + bias2.x, dt1 = dl.y + bias2.y;
     if (softplus) {
-      dt0 = softplus_sel(dt0);
-      dt1 = softplus_sel(dt1);
+      dt0 = softplus_poly(dt0);
+      dt1 = softplus_poly(dt1);
     }
     *reinterpret_cast<float4*>(s_dtu + e) = make_float4(dt0, dt0 * uu.x, dt1, dt1 * uu.y);
     if constexpr (kGy) {

@@ -18,8 +18,8 @@ template <class T, int G>
 struct BackwardLayout {
   using Stage = StageLayout<T, kTD, 4 * G, 4, 2>;  // u, delta, z, dout; B, C (one buffer)
   static constexpr int kNPad = 4 * G;
-  static constexpr int kDtuOff = Stage::kBytes;                          // float2 [kCS][kTD]: dt, dt*u
-  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);        // float [kCS][kTD]
+  static constexpr int kDtuOff = Stage::kBytes;                    // float2 [kCS][kTD]: dt, dt*u
+  static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);  // float [kCS][kTD]
   // float y [kSC][kYS], p1 [kSC][kTD], p2 [kSC][kTD] (+ 8 floats: p1 / p2 stores of one
   // instruction on different banks)
   static constexpr int kSub = align16((kSC * kYS + 2 * kSC * kTD + 8) * 4);
@@ -91,8 +91,8 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%10, %11, %12, %13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(__float_as_uint(a0)), "r"(__float_as_uint(a1)), "r"(__float_as_uint(a2)), "r"(__float_as_uint(a3)),
-        "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+      : "r"(__float_as_uint(a0)), "r"(__float_as_uint(a1)), "r"(__float_as_uint(a2)),
+        "r"(__float_as_uint(a3)), "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 }
 
 // One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from its entering state
@@ -227,7 +227,8 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
       if (kSC * kTD / 2 % kThreads != 0 && e >= kSC * kTD) break;
       const int j = e / kTD, ec = k * kSC * kTD + e;  // row in the sub-chunk, element in the chunk
       const float2 uu = ld2(su + ec), gy = *reinterpret_cast<const float2*>(s.gy + ec);
-      const float2 q1 = *reinterpret_cast<const float2*>(s.p1 + e), q2 = *reinterpret_cast<const float2*>(s.p2 + e);
+      const float2 q1 = *reinterpret_cast<const float2*>(s.p1 + e),
+                   q2 = *reinterpret_cast<const float2*>(s.p2 + e);
       const float4 dtu = *reinterpret_cast<const float4*>(s.dtu + ec);  // dt, dt*u of cp; of cp + 1
       float dsp0 = 1.f, dsp1 = 1.f;  // softplus'(raw) = sigmoid(raw) (1.0f past 20 anyway)
       if (p.softplus) {
@@ -376,8 +377,9 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const bool full_cols = p.vec_act && d0 + kTD <= p.D;
   const int cp = (2 * tid) & (kTD - 1);
   const bool ok0 = d0 + cp < p.D, ok1 = d0 + cp + 1 < p.D;
-  const float2 bias2 = p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
-                                      : make_float2(0.f, 0.f);
+  const float2 bias2 =
+      p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
+                     : make_float2(0.f, 0.f);
   const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
                               : make_float2(0.f, 0.f);
   float2 accD2 = make_float2(0.f, 0.f), accBias2 = make_float2(0.f, 0.f);
@@ -396,16 +398,17 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
                                                   : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
     stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
-                                                   p.vec_bc && rows == kCS);
+                                                  p.vec_bc && rows == kCS);
     if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
-      // into this thread's own s_ck slots (no walk).
+      // (no walk).
       // The block's kTD x kNPad states of a sub-chunk start are contiguous: float4 v = tid in
       // memory order (coalesced whatever the lane layout); thread (cl, g) reads slot cl * G + g.
       const float* src = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + int64_t(d0) * kNPad + 4 * tid;
       const bool okv = d0 + tid / G < p.D;
 #pragma unroll
-      for (int k = 0; k < kNSub; k++) cp_async16(s_ck + k * kTD * G + tid, okv ? src + k * col : p.hstart, okv);
+      for (int k = 0; k < kNSub; k++)
+        cp_async16(s_ck + k * kTD * G + tid, okv ? src + k * col : p.hstart, okv);
     }
     cp_async_commit();
     cp_async_wait_all();
