@@ -277,3 +277,67 @@ TEST(CudaMambaScan, WalkerShapesAgree) {
     for (size_t i = 0; i < res[0].size(); i++)
       EXPECT_LT(rel_error(res[k][i], res[0][i]), 1e-6) << "variant " << k << " tensor " << i;
 }
+
+TEST(CudaMambaScan, ElementwiseFastPaths) {
+  // The element-wise phases take a two-channels-per-thread path without bounds checks for whole
+  // tiles (32 channels present, D a multiple of the 16-byte vector, whole 32-step chunks / 8-step
+  // sub-chunks) and the checked path otherwise, in the same launch: D = 72 has two whole tiles and
+  // a tail of 8 channels, L = 203 / 100 end in partial chunks and sub-chunks. N = 8, 16, 32 are
+  // unpadded (vector B / C conversion), N = 4 and 12 padded (checked conversion). Every lane count.
+  const std::vector<ScanCase> cases = {
+      {"whole tiles", 2, 256, 96, 16, true, true, true, true, true, 20},
+      {"mixed tiles", 3, 203, 72, 16, true, true, true, true, true},
+      {"no z no D no bias", 2, 128, 64, 16, false, false, false, true, true},
+      {"no softplus N8", 2, 96, 64, 8, true, true, true, true, false},
+      {"N32", 1, 100, 64, 32, true, true, true, true, true},
+      {"N4", 2, 100, 64, 4, true, true, true, false, true},
+      {"N12", 2, 64, 64, 12, true, false, true, true, true, 9},
+  };
+  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
+  for (const char* g : {"1", "2", "4", "8"}) {
+    ScopedEnv gg("LMF_SCAN_ROWS_G", g);
+    for (DType dt : {DType::f32, DType::bf16})
+      for (const auto& c : cases) check_case(c, dt, 600, cat("rows G ", g));
+  }
+  ScopedEnv gc("LMF_SCAN_IMPL", "chunked");
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const auto& c : cases) check_case(c, dt, 610, "chunked");
+}
+
+TEST(CudaMambaScan, ParameterGradientsDeterministicManyRows) {
+  // dA_log, dD, ddelta_bias are sums of B * nseg per-block partial rows in a fixed order (rows
+  // split over 16 residues, columns over blocks): 6 * 35 = 210 rows (not a multiple of 16), 96
+  // channels x (16 + 2) partial columns over several blocks. Bitwise equal over runs, and right.
+  ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", "1");
+  ScanCase c{"det rows", 6, 1100, 96, 16, true, true, true, true, true, 60};
+  check_case(c, DType::f32, 700, "seg 1");
+  auto ins = scan_inputs(c, 710, false);
+  std::vector<std::vector<float>> runs[2];
+  for (int rep = 0; rep < 2; rep++) {
+    std::vector<Tensor> x;
+    for (const auto& t : ins) x.push_back(t.defined() ? t.to(Device::cuda(0)) : t);
+    for (int j : {2, 5, 7}) autograd::set_requires_grad(x[size_t(j)], true);
+    Tensor out = run_scan(x, true);
+    autograd::backward(out, random_tensor(out.shape(), DType::f32, 711, -1.f, 1.f, Device::cuda(0)));
+    for (int j : {2, 5, 7}) runs[rep].push_back(autograd::grad(x[size_t(j)]).to_float_vector());
+  }
+  EXPECT_EQ(runs[0][0], runs[1][0]) << "dA_log";
+  EXPECT_EQ(runs[0][1], runs[1][1]) << "dD";
+  EXPECT_EQ(runs[0][2], runs[1][2]) << "ddelta_bias";
+}
+
+TEST(CudaMambaScan, SoftplusTails) {
+  // The fast paths' softplus (max(x, 0) + w p(w), w = e^-|x|) over its whole range: delta in
+  // [-30, 25] (plus the dt bias) covers log1p(w) for w from e^-30 to 1, both signs, and the
+  // PyTorch threshold (softplus(x) = x and softplus'(x) = 1 past 20).
+  ScanCase c{"softplus tails", 2, 160, 64, 16, true, true, true, true, true, 30};
+  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
+  for (DType dt : {DType::f32, DType::bf16}) {
+    auto ins = scan_inputs(c, 800, dt == DType::bf16);
+    ins[1] = random_tensor({c.B, c.L, c.D}, DType::f32, 801, -30.f, 25.f);
+    if (dt == DType::bf16) ins[1] = bf16_exact(ins[1]);
+    auto r = compare_cpu_cuda([&](const std::vector<Tensor>& x) { return run_scan(x, true); }, ins, dt);
+    EXPECT_LT(r.out_rel, tol(dt)) << dtype_name(dt) << " output";
+    for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << dtype_name(dt) << " grad " << i;
+  }
+}

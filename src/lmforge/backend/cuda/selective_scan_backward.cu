@@ -33,37 +33,83 @@ namespace lmf::cuda {
 namespace scan {
 namespace {
 
-// acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), rows r in order.
-__global__ void scan_param_grads_kernel(const float* pA, const float* pD, const float* pbias, float* dA_acc,
-                                        float* dD_acc, float* dbias_acc, int rows, int D, int N, int npad) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(D) * npad;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t dd = i / npad;
-    const int n = int(i - dd * npad);
-    if (dA_acc && n < N) {
-      float s = 0.f;
-      for (int r = 0; r < rows; r++) s += pA[(int64_t(r) * D + dd) * npad + n];
-      dA_acc[dd * N + n] += s;
-    }
-    if (n == 0) {
-      float sD = 0.f, sb = 0.f;
-      for (int r = 0; r < rows; r++) {
-        sD += pD[int64_t(r) * D + dd];
-        sb += pbias[int64_t(r) * D + dd];
-      }
-      if (dD_acc) dD_acc[dd] += sD;
-      if (dbias_acc) dbias_acc[dd] += sb;
-    }
+// The backward's finalize, one launch: blocks [0, param_blocks) sum the parameter partials,
+// the others cast dBm / dCm from their f32 accumulators.
+//  - acc[d, n] += sum_r pA[r, d, n] (and the same for D and the dt bias), deterministic: the
+//    partial columns (pA's D * npad, then pD's D, then pbias's D) are split over blocks of
+//    kParamCols columns x kParamSplit row residues; thread (column, q) sums the rows r = q mod
+//    kParamSplit in increasing order, then the kParamSplit sums are added in q order. Column
+//    reads are coalesced; every order is fixed by the shape alone.
+//  - dB, dC (dtype T) from dBC [2, n], grid-stride over the remaining blocks.
+constexpr int kParamCols = 32, kParamSplit = 16;  // 130m 8x1024: 864 blocks, 3 rows per thread
+constexpr int kFinalizeThreads = kParamCols * kParamSplit;
+
+struct FinalizeArgs {
+  const float* pA;
+  const float* pD;
+  const float* pbias;
+  float* dA_acc;
+  float* dD_acc;
+  float* dbias_acc;
+  int rows, D, N, npad;
+  int param_blocks;  // 0: no parameter gradient wanted
+  const float* dBC;
+  void* dB;
+  void* dC;
+  int64_t n;  // B * L * N
+};
+
+__device__ __forceinline__ void param_grads_block(const FinalizeArgs& a) {
+  __shared__ float part[kParamSplit][kParamCols];
+  const int c = threadIdx.x % kParamCols, q = threadIdx.x / kParamCols;
+  const int64_t ncolA = int64_t(a.D) * a.npad, ncol = ncolA + 2 * int64_t(a.D);
+  const int64_t j = int64_t(blockIdx.x) * kParamCols + c;
+  const float* src = nullptr;
+  int64_t stride = 0;
+  if (j < ncolA) {
+    src = a.pA + j;
+    stride = ncolA;
+  } else if (j < ncolA + a.D) {
+    src = a.pD + (j - ncolA);
+    stride = a.D;
+  } else if (j < ncol) {
+    src = a.pbias + (j - ncolA - a.D);
+    stride = a.D;
+  }
+  float s = 0.f;
+  if (src) {
+#pragma unroll 4
+    for (int r = q; r < a.rows; r += kParamSplit) s += src[int64_t(r) * stride];
+  }
+  part[q][c] = s;
+  __syncthreads();
+  if (q != 0 || !src) return;
+  s = part[0][c];
+#pragma unroll
+  for (int k = 1; k < kParamSplit; k++) s += part[k][c];
+  if (j < ncolA) {
+    const int64_t dd = j / a.npad;
+    const int n = int(j - dd * a.npad);
+    if (a.dA_acc && n < a.N) a.dA_acc[dd * a.N + n] += s;
+  } else if (j < ncolA + a.D) {
+    if (a.dD_acc) a.dD_acc[j - ncolA] += s;
+  } else if (a.dbias_acc) {
+    a.dbias_acc[j - ncolA - a.D] += s;
   }
 }
 
-// dB, dC (dtype T) from their f32 accumulators dBC [2, n].
 template <class T>
-__global__ void scan_cast_dbc_kernel(const float* dBC, T* dB, T* dC, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    if (dB) dB[i] = from_f<T>(dBC[i]);
-    if (dC) dC[i] = from_f<T>(dBC[n + i]);
+__global__ void __launch_bounds__(kFinalizeThreads) scan_finalize_kernel(FinalizeArgs a) {
+  if (int(blockIdx.x) < a.param_blocks) {
+    param_grads_block(a);
+    return;
+  }
+  T* dB = static_cast<T*>(a.dB);
+  T* dC = static_cast<T*>(a.dC);
+  const int64_t stride = int64_t(gridDim.x - a.param_blocks) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x - a.param_blocks) * blockDim.x + threadIdx.x; i < a.n; i += stride) {
+    if (dB) dB[i] = from_f<T>(a.dBC[i]);
+    if (dC) dC[i] = from_f<T>(a.dBC[a.n + i]);
   }
 }
 
@@ -181,18 +227,28 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
         scan::launch_backward<T, 8>(p, t);
         break;
     }
-    const int64_t n = B * L * N;
-    scan::scan_cast_dbc_kernel<T>
-        <<<blocks_for(n), 256, 0, stream>>>(p.dBC, dBm.defined() ? static_cast<T*>(dBm.data_ptr()) : nullptr,
-                                            dCm.defined() ? static_cast<T*>(dCm.data_ptr()) : nullptr, n);
+    scan::FinalizeArgs fa{};
+    fa.pA = p.pA;
+    fa.pD = p.pD;
+    fa.pbias = p.pbias;
+    fa.dA_acc = scan::f32_or_null(dA_log_acc);
+    fa.dD_acc = scan::f32_or_null(dD_acc);
+    fa.dbias_acc = scan::f32_or_null(ddelta_bias_acc);
+    fa.rows = int(rows);
+    fa.D = p.D;
+    fa.N = p.N;
+    fa.npad = int(npad);
+    const bool params = fa.dA_acc || fa.dD_acc || fa.dbias_acc;
+    fa.param_blocks = params ? int((D * (npad + 2) + scan::kParamCols - 1) / scan::kParamCols) : 0;
+    fa.dBC = p.dBC;
+    fa.dB = dBm.defined() ? dBm.data_ptr() : nullptr;
+    fa.dC = dCm.defined() ? dCm.data_ptr() : nullptr;
+    fa.n = B * L * N;
+    const int cast_blocks = blocks_for(fa.n, scan::kFinalizeThreads);
+    scan::scan_finalize_kernel<T>
+        <<<unsigned(fa.param_blocks + cast_blocks), scan::kFinalizeThreads, 0, stream>>>(fa);
     LMF_CUDA_CHECK_LAUNCH();
   });
-  if (dA_log_acc.defined() || dD_acc.defined() || ddelta_bias_acc.defined()) {
-    scan::scan_param_grads_kernel<<<blocks_for(D * npad), 256, 0, stream>>>(
-        p.pA, p.pD, p.pbias, scan::f32_or_null(dA_log_acc), scan::f32_or_null(dD_acc),
-        scan::f32_or_null(ddelta_bias_acc), int(rows), p.D, p.N, int(npad));
-    LMF_CUDA_CHECK_LAUNCH();
-  }
 }
 
 }  // namespace lmf::cuda

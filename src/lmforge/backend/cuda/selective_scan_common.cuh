@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <type_traits>
 
 #include "lmforge/backend/cuda/mamba_common.cuh"
 
@@ -114,6 +115,61 @@ __device__ __forceinline__ void stage_chunk(char* buf, const ScanParams& p, int 
   }
 }
 
+// stage_chunk for NT threads when the chunk is whole (t0 + kCS <= L) and, for the activations,
+// the tile's TD channels exist with 16-byte vectors (p.vec_act), for B / C p.vec_bc: the same
+// shared layout, no bounds checks, and the per-thread offsets of the activation vectors are
+// loop-invariant (StageOffsets, computed once per kernel).
+struct StageOffsets {
+  int64_t g = 0;  // offset of the thread's first activation vector in the [*, D] tensors (row * D + col)
+  int s = 0;  // its offset in a staged [kCS][TD] tile
+};
+template <class T, int TD, int NT>
+__device__ __forceinline__ StageOffsets stage_offsets(int D) {
+  constexpr int V = 16 / int(sizeof(T)), kVR = TD / V;
+  const int r = int(threadIdx.x) / kVR, c = (int(threadIdx.x) % kVR) * V;
+  return {int64_t(r) * D + c, r * TD + c};
+}
+template <class T, int TD, int NPad, int NACT, int NBC, int NT>
+__device__ __forceinline__ void stage_chunk_full(char* buf, const ScanParams& p, int b, int t0, int d0,
+                                                 StageOffsets so, bool act_full, bool bc_full) {
+  using SL = StageLayout<T, TD, NPad, NACT, NBC>;
+  constexpr int V = 16 / int(sizeof(T)), kVR = TD / V, kVT = kCS * kVR;  // vectors per row / tile
+  constexpr int kRowsPerIt = NT / kVR;
+  static_assert(NT % kVR == 0, "whole rows per pass");
+  if (!act_full || !bc_full) {
+    stage_chunk<T, TD, NPad, NACT, NBC>(buf, p, b, t0, d0);
+    return;
+  }
+  const int64_t act_off = (int64_t(b) * p.L + t0) * p.D + d0, bc_off = (int64_t(b) * p.L + t0) * p.N;
+  const void* act[4] = {p.u, p.delta, p.z, p.dout};
+#pragma unroll
+  for (int a = 0; a < NACT; a++) {
+    if (!act[a]) continue;
+    const T* src = static_cast<const T*>(act[a]) + act_off + so.g;
+    T* dst = SL::act(buf, a) + so.s;
+#pragma unroll
+    for (int i = 0; i < (kVT + NT - 1) / NT; i++)
+      if (kVT % NT == 0 || i * NT + int(threadIdx.x) < kVT)
+        cp_async16(dst + i * kRowsPerIt * TD, src + int64_t(i * kRowsPerIt) * p.D, true);
+  }
+  const void* bc[2] = {p.Bm, p.Cm};
+  const int nv = kCS * p.N / V;  // a whole chunk of B / C rows is contiguous
+#pragma unroll
+  for (int k = 0; k < NBC; k++) {
+    const T* src = static_cast<const T*>(bc[k]) + bc_off;
+    T* dst = SL::bc(buf, k);
+    for (int v = threadIdx.x; v < nv; v += NT) cp_async16(dst + v * V, src + v * V, true);
+  }
+  if (p.seq) {
+    const int32_t* srow = p.seq + int64_t(b) * p.L;
+    for (int i = threadIdx.x; i < kCS + 1; i += NT) {
+      const int t = t0 - 1 + i;
+      const bool ok = t >= 0;  // t < L: the chunk is whole
+      cp_async4(SL::seq(buf) + i, ok ? srow + t : srow, ok);
+    }
+  }
+}
+
 // B / C of the chunk to fp32 [kCS][NPad], zero-padded past N (rows past L are already 0).
 template <class T, int NPad>
 __device__ __forceinline__ void convert_bc(float* dst, const T* src, int N) {
@@ -136,6 +192,101 @@ __device__ __forceinline__ float2 dt_dtu(float delta, float bias, float u, bool 
   const float raw = delta + bias;
   const float dt = softplus ? softplus_f(raw) : raw;
   return make_float2(dt, dt * u);
+}
+
+// ---- element-wise fast paths ------------------------------------------------------------------
+// The element-wise phases (dt, dt*u, gated dL/dy, outputs) handle two adjacent channels per
+// thread when a tile is full (kCS rows, all channels present, 16-byte-copyable activations):
+// one 32-bit (bf16/f16) or 64-bit (f32) shared load per two elements, one global store per two
+// outputs, no per-element bounds checks, no 64-bit index math (offsets inside a tile are int).
+// Exponentials use ex2.approx.ftz directly (no denormal rescaling: results below 2^-126 are 0).
+
+// Two adjacent elements (p 2-element aligned) to floats / from floats (round to nearest).
+template <class T>
+__device__ __forceinline__ float2 ld2(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return *reinterpret_cast<const float2*>(p);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+  } else {
+    return __half22float2(*reinterpret_cast<const __half2*>(p));
+  }
+}
+template <class T>
+__device__ __forceinline__ void st2(T* p, float a, float b) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+  } else {
+    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+  }
+}
+
+// e^x on the SFU, flushing results below 2^-126 to 0 (one FMUL + MUFU.EX2).
+__device__ __forceinline__ float exp_ftz(float x) { return exp2_approx(x * kLog2e); }
+
+// softplus for the fast paths: max(x, 0) + log1p(w), w = e^-|x| in (0, 1], log1p(w) = w p(w)
+// with p the degree-8 polynomial interpolating log1p(w) / w at the Chebyshev nodes of [0, 1]
+// (max relative error of w p(w) in fp32 Horner: 1.9e-7 over [0, 1], like log1pf's ~1 ulp; plus
+// the 2^-22 of ex2.approx on w). 13 instructions instead of ~25 for log1pf(e^x) and the select.
+// Past x = 20 it returns x exactly (log1p(e^-x) < half an ulp of x), PyTorch's threshold.
+__device__ __forceinline__ float softplus_poly(float x) {
+  const float w = exp2_approx(-fabsf(x) * kLog2e);
+  float q = 0.005126102361828089f;
+  q = fmaf(q, w, -0.029074065387248993f);
+  q = fmaf(q, w, 0.0775160863995552f);
+  q = fmaf(q, w, -0.13602247834205627f);
+  q = fmaf(q, w, 0.19076880812644958f);
+  q = fmaf(q, w, -0.2483539879322052f);
+  q = fmaf(q, w, 0.3331812024116516f);
+  q = fmaf(q, w, -0.4999944567680359f);
+  q = fmaf(q, w, 0.9999999403953552f);
+  return fmaxf(x, 0.f) + w * q;
+}
+// 1 / (1 + e^-x) (e^-x = inf gives 0).
+__device__ __forceinline__ float sigmoid_ftz(float x) { return __fdividef(1.f, 1.f + exp_ftz(-x)); }
+
+// Phase A of a full [kCS][32-channel] tile by NT threads, two channels per thread: s_dtu[e] =
+// (dt, dt*u) and (kGy) s_gy[e] = dout * silu(z) (dout without z). The channels of a thread are
+// (2 tid) % 32 and the next one whatever the iteration (NT is a multiple of 16), so the bias pair
+// is per thread.
+template <class T, int NT, bool kGy>
+__device__ __forceinline__ void phase_a_full(const T* __restrict__ su, const T* __restrict__ sdl,
+                                             const T* __restrict__ sz, const T* __restrict__ sdo,
+                                             float2* __restrict__ s_dtu, float* __restrict__ s_gy, float2 bias2,
+                                             bool softplus, bool has_z) {
+  static_assert(NT % 16 == 0 && (kCS * 32 / 2) % NT == 0, "whole iterations of channel pairs");
+#pragma unroll
+  for (int it = 0; it < kCS * 32 / 2 / NT; it++) {
+    const int e = 2 * (it * NT + int(threadIdx.x));
+    const float2 dl = ld2(sdl + e), uu = ld2(su + e);
+    float dt0 = dl.x + bias2.x, dt1 = dl.y + bias2.y;
+    if (softplus) {
+      dt0 = softplus_poly(dt0);
+      dt1 = softplus_poly(dt1);
+    }
+    *reinterpret_cast<float4*>(s_dtu + e) = make_float4(dt0, dt0 * uu.x, dt1, dt1 * uu.y);
+    if constexpr (kGy) {
+      float2 gy = ld2(sdo + e);
+      if (has_z) {
+        const float2 zz = ld2(sz + e);
+        gy.x *= zz.x * sigmoid_ftz(zz.x);
+        gy.y *= zz.y * sigmoid_ftz(zz.y);
+      }
+      *reinterpret_cast<float2*>(s_gy + e) = gy;
+    }
+  }
+}
+
+// B / C of the chunk to fp32 [kCS][NPad] when N == NPad (no padding): four elements per thread
+// and iteration.
+template <class T, int NPad>
+__device__ __forceinline__ void convert_bc_full(float* __restrict__ dst, const T* __restrict__ src) {
+  for (int v = threadIdx.x; v < kCS * NPad / 4; v += blockDim.x) {
+    const float2 a = ld2(src + 4 * v), b = ld2(src + 4 * v + 2);
+    *reinterpret_cast<float4*>(dst + 4 * v) = make_float4(a.x, a.y, b.x, b.y);
+  }
 }
 
 // The A values of this thread's 4 states: A = -exp(A_log) (PARITY.md §1) and A * log2(e) for

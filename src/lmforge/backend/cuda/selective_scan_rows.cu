@@ -19,11 +19,17 @@ bool valid_g(int npad, int G) {
 
 }  // namespace
 
-// Warps per SM below which a row-walker launch leaves the SMs latency-bound (measured on H100,
-// bf16, N = 16: 130m 8x1024 G = 4, 11.6 warps/SM: 0.189 ms, G = 8, 23 warps/SM: 0.180 ms;
-// 1.4B 4x2048 G = 4, 15.5 warps/SM: 0.424 ms, the fastest; 130m 4x4096 G = 8, 11.6 warps/SM:
-// 0.536 ms against 0.501 ms for the chunk walker).
-constexpr int64_t kMinWarpsPerSM = 14;
+// Warps per SM (at the largest G) below which the chunk walker is used instead of the row
+// walker. First version (H100, bf16, N = 16): 130m 4x4096, G = 8, 11.6 warps/SM: 0.536 ms
+// against 0.501 ms for the chunk walker, hence 14. With the element-wise and staging fast paths
+// (session 4) the row walker wins there by far (G = 8: 0.380, G = 4 at 5.8 warps/SM: 0.364,
+// chunk walker 0.499 ms; backward 1.125 / 1.157 / 1.224 ms), hence 5.
+constexpr int64_t kMinWarpsPerSM = 5;
+// The lane count G once the row walker is chosen: the smallest G reaching this many warps per
+// SM. After the fast paths the walkers need fewer warps (130m 8x1024: G = 4, 11.6 warps/SM:
+// 0.122 ms, G = 8: 0.140 ms, G = 2: 0.191 ms; 4x4096 above: G = 8 for forward + backward), and a
+// smaller G costs fewer instructions per state-step (wider state slices, fewer shuffles).
+constexpr int64_t kMinWarpsPerSMForG = 11;
 
 int64_t rows_warps(const ScanParams& p, int G) { return int64_t(p.B) * ((p.D + kRC - 1) / kRC) * G; }
 
@@ -44,7 +50,7 @@ int rows_groups(const ScanParams& p, int npad) {
     if ((g == 1 || g == 2 || g == 4 || g == 8) && valid_g(npad, g)) return g;
   }
   for (int G : {1, 2, 4, 8})
-    if (valid_g(npad, G) && rows_warps(p, G) >= kMinWarpsPerSM * sm_count()) return G;
+    if (valid_g(npad, G) && rows_warps(p, G) >= kMinWarpsPerSMForG * sm_count()) return G;
   return largest_g(npad);
 }
 

@@ -26,6 +26,9 @@
 namespace lmf::cuda::scan {
 
 constexpr int kRC = 32;  // channels per row-walker block (= lane in the element-wise phases)
+// Row stride of the forward's y buffer, odd: the y rows one store instruction writes (lanes of
+// different g, base rows 32 / G apart) fall on different banks (stride 32: one bank, G-way).
+constexpr int kRYS = kRC + 1;
 
 template <int NS, int G>
 struct Rows {
@@ -35,7 +38,7 @@ struct Rows {
   static_assert(G == 1 || G == 2 || G == 4 || G == 8, "lanes per channel");
 };
 
-// Shared memory: two stage buffers, (dt, dt*u) [kCS][kRC], y (forward) or gy (preparation)
+// Shared memory: two stage buffers, (dt, dt*u) [kCS][kRC], y (forward, row stride kRYS) or gy (preparation)
 // [kCS][kRC], B and C in fp32 [kCS][kNPad], the document-start mask.
 template <class T, int NS, int G, bool kPrep>
 struct RowsLayout {
@@ -43,7 +46,7 @@ struct RowsLayout {
   using Stage = StageLayout<T, kRC, kNPad, kPrep ? 4 : 3, 2>;
   static constexpr int kDtuOff = 2 * Stage::kBytes;
   static constexpr int kYOff = kDtuOff + align16(kCS * kRC * 8);
-  static constexpr int kBOff = kYOff + align16(kCS * kRC * 4);
+  static constexpr int kBOff = kYOff + align16(kCS * kRYS * 4);
   static constexpr int kCOff = kBOff + align16(kCS * kNPad * 4);
   static constexpr int kMaskOff = kCOff + align16(kCS * kNPad * 4);
   static constexpr int kBytes = kMaskOff + 16;
@@ -92,37 +95,51 @@ __device__ __forceinline__ void load_A2_slice(const ScanParams& p, int d, int g,
 
 // Phase A of a row walker: (dt, dt*u), preparing also gy = dout * silu(z) (dout without z), for
 // the [kCS][kRC] elements (channel = lane: blockDim is a multiple of 32); B, C to fp32; the mask.
+// `full`: the tile is whole (kCS rows, kRC channels, vector-copyable activations): two channels
+// per thread without bounds checks (phase_a_full, bias pair bias2); otherwise one element per
+// thread with checks (bias_e of channel d0 + lane).
 template <class T, int NS, int G, bool kPrep>
 __device__ __forceinline__ void rows_phase_a(const ScanParams& p, const char* buf, float2* s_dtu, float* s_gy,
                                              float* s_B, float* s_C, uint32_t* s_mask, int t0, int rows,
-                                             bool ce_ok, float bias_e) {
+                                             bool ce_ok, float bias_e, bool full, float2 bias2) {
   using SL = typename RowsLayout<T, NS, G, kPrep>::Stage;
+  constexpr int kNPad = NS * G;
   const T* su = SL::act(const_cast<char*>(buf), 0);
   const T* sdl = SL::act(const_cast<char*>(buf), 1);
   const T* sz = SL::act(const_cast<char*>(buf), 2);
   const T* sdo = SL::act(const_cast<char*>(buf), kPrep ? 3 : 0);
-  for (int e = threadIdx.x; e < kCS * kRC; e += blockDim.x) {
-    const int t = e / kRC;
-    float2 v = make_float2(0.f, 0.f);
-    float gy = 0.f;
-    if (t < rows && ce_ok) {
-      v = dt_dtu(to_f(sdl[e]), bias_e, to_f(su[e]), p.softplus);
-      if constexpr (kPrep) {
-        gy = to_f(sdo[e]);
-        if (p.z) {
-          const float zz = to_f(sz[e]);
-          gy *= zz * sigmoid_f(zz);
+  if (full) {
+    phase_a_full<T, Rows<NS, G>::kThreads, kPrep>(su, sdl, sz, sdo, s_dtu, s_gy, bias2, p.softplus,
+                                                   p.z != nullptr);
+  } else {
+    for (int e = threadIdx.x; e < kCS * kRC; e += blockDim.x) {
+      const int t = e / kRC;
+      float2 v = make_float2(0.f, 0.f);
+      float gy = 0.f;
+      if (t < rows && ce_ok) {
+        v = dt_dtu(to_f(sdl[e]), bias_e, to_f(su[e]), p.softplus);
+        if constexpr (kPrep) {
+          gy = to_f(sdo[e]);
+          if (p.z) {
+            const float zz = to_f(sz[e]);
+            gy *= zz * sigmoid_f(zz);
+          }
         }
       }
+      s_dtu[e] = v;
+      if constexpr (kPrep) s_gy[e] = gy;
     }
-    s_dtu[e] = v;
-    if constexpr (kPrep) s_gy[e] = gy;
   }
   (void)sz;
   (void)sdo;
   (void)s_gy;
-  convert_bc<T, NS * G>(s_B, SL::bc(const_cast<char*>(buf), 0), p.N);
-  convert_bc<T, NS * G>(s_C, SL::bc(const_cast<char*>(buf), 1), p.N);
+  if (p.N == kNPad) {
+    convert_bc_full<T, kNPad>(s_B, SL::bc(const_cast<char*>(buf), 0));
+    convert_bc_full<T, kNPad>(s_C, SL::bc(const_cast<char*>(buf), 1));
+  } else {
+    convert_bc<T, kNPad>(s_B, SL::bc(const_cast<char*>(buf), 0), p.N);
+    convert_bc<T, kNPad>(s_C, SL::bc(const_cast<char*>(buf), 1), p.N);
+  }
   if (p.seq && threadIdx.x < 32) {
     const uint32_t m = doc_start_mask(SL::seq(const_cast<char*>(buf)), t0, p.L);
     if (threadIdx.x == 0) *s_mask = m;
@@ -162,14 +179,14 @@ __device__ __forceinline__ void rows_fwd_chunk(const float2* __restrict__ s_dtu,
   }
   if constexpr (G == 1) {
 #pragma unroll
-    for (int t = 0; t < kCS; t++) s_y[t * kRC + cl] = yv[t];
+    for (int t = 0; t < kCS; t++) s_y[t * kRYS + cl] = yv[t];
   } else {
     using Red = LaneReduce<kCS, G / 2, 1>;
     int base = 0;
     Red::run(yv, lane, base);
     if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-      for (int j = 0; j < Red::kOut; j++) s_y[(base + j) * kRC + cl] = yv[j];
+      for (int j = 0; j < Red::kOut; j++) s_y[(base + j) * kRYS + cl] = yv[j];
     }
   }
   (void)lane;
@@ -195,24 +212,41 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
   const bool ce_ok = d0 + ce < p.D;
   const float bias_e = (p.delta_bias.p && ce_ok) ? p.delta_bias[d0 + ce] : 0.f;
   const float D_e = (p.Dskip.p && ce_ok) ? p.Dskip[d0 + ce] : 0.f;
+  // Full tiles (every chunk but a tail, when the block's 32 channels exist): two channels per
+  // thread in the element-wise phases, channels cp, cp + 1.
+  const bool full_cols = p.vec_act && d0 + kRC <= p.D;
+  const int cp = (2 * tid) & (kRC - 1);
+  const float2 bias2 = (p.delta_bias.p && full_cols)
+                           ? make_float2(p.delta_bias[d0 + cp], p.delta_bias[d0 + cp + 1]) : make_float2(0.f, 0.f);
+  const float2 D2 = (p.Dskip.p && full_cols) ? make_float2(p.Dskip[d0 + cp], p.Dskip[d0 + cp + 1])
+                                             : make_float2(0.f, 0.f);
+  const bool has_z = p.z != nullptr;
   float A2[NS];
   load_A2_slice<NS>(p, d, g, A2);
+  constexpr int kNT = Rows<NS, G>::kThreads;
+  const StageOffsets so = stage_offsets<T, kRC, kNT>(p.D);
+  auto stage = [&](char* dst, int t0s) {
+    stage_chunk_full<T, kRC, kNPad, 3, 2, kNT>(dst, p, b, t0s, d0, so, full_cols && t0s + kCS <= p.L,
+                                               p.vec_bc && t0s + kCS <= p.L);
+  };
 
   float h[NS];
 #pragma unroll
   for (int i = 0; i < NS; i++) h[i] = 0.f;
   const int64_t row = int64_t(b) * p.L;
-  stage_chunk<T, kRC, kNPad, 3, 2>(smem, p, b, 0, d0);
+  stage(smem, 0);
   cp_async_commit();
   for (int c = 0; c < p.nc; c++) {
     char* buf = smem + (c & 1) * SL::kBytes;
     const int t0 = c * kCS, rows = min(kCS, p.L - t0);
     cp_async_wait_all();
     __syncthreads();  // chunk c landed; every thread is past phase C of chunk c - 1
-    if (c + 1 < p.nc) stage_chunk<T, kRC, kNPad, 3, 2>(smem + ((c + 1) & 1) * SL::kBytes, p, b, t0 + kCS, d0);
+    if (c + 1 < p.nc) stage(smem + ((c + 1) & 1) * SL::kBytes, t0 + kCS);
     cp_async_commit();
 
-    rows_phase_a<T, NS, G, false>(p, buf, s_dtu, nullptr, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e);
+    const bool full = full_cols && rows == kCS;
+    rows_phase_a<T, NS, G, false>(p, buf, s_dtu, nullptr, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e, full,
+                                  bias2);
     __syncthreads();
     const uint32_t mask = p.seq ? *s_mask : 0u;
     if (mask == 0u)
@@ -225,10 +259,25 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_fwd_rows_kernel(Sc
     const T* su = SL::act(buf, 0);
     const T* sz = SL::act(buf, 2);
     T* out = static_cast<T*>(p.out) + (row + t0) * p.D + d0;
+    if (full) {
+#pragma unroll
+      for (int it = 0; it < kCS * kRC / 2 / Rows<NS, G>::kThreads; it++) {
+        const int e = 2 * (it * Rows<NS, G>::kThreads + tid), t = e / kRC;  // channels cp, cp + 1
+        const float2 uu = ld2(su + e);
+        float y0 = fmaf(D2.x, uu.x, s_y[t * kRYS + cp]), y1 = fmaf(D2.y, uu.y, s_y[t * kRYS + cp + 1]);
+        if (has_z) {
+          const float2 zz = ld2(sz + e);
+          y0 *= zz.x * sigmoid_ftz(zz.x);
+          y1 *= zz.y * sigmoid_ftz(zz.y);
+        }
+        st2(out + t * p.D + cp, y0, y1);
+      }
+      continue;
+    }
     for (int e = tid; e < kCS * kRC; e += blockDim.x) {
       const int t = e / kRC;
       if (t < rows && ce_ok) {
-        float y = s_y[e];
+        float y = s_y[t * kRYS + ce];
         if (p.Dskip.p) y = fmaf(D_e, to_f(su[e]), y);
         if (p.z) {
           const float zz = to_f(sz[e]);
@@ -297,6 +346,10 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
   const int cl = tid / G, g = tid - cl * G, d = d0 + cl;
   const bool ce_ok = d0 + lane < p.D;
   const float bias_e = (p.delta_bias.p && ce_ok) ? p.delta_bias[d0 + lane] : 0.f;
+  const bool full_cols = p.vec_act && d0 + kRC <= p.D;
+  const int cp = (2 * tid) & (kRC - 1);  // channels of the two-channel element-wise path
+  const float2 bias2 = (p.delta_bias.p && full_cols)
+                           ? make_float2(p.delta_bias[d0 + cp], p.delta_bias[d0 + cp + 1]) : make_float2(0.f, 0.f);
   float A2[NS];
   load_A2_slice<NS>(p, d, g, A2);
   const bool own_ok = d < p.D;
@@ -310,17 +363,24 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
     P[i] = 1.f;
     Gs[i] = 0.f;
   }
-  stage_chunk<T, kRC, kNPad, 4, 2>(smem, p, b, 0, d0);
+  constexpr int kNT = Rows<NS, G>::kThreads;
+  const StageOffsets so = stage_offsets<T, kRC, kNT>(p.D);
+  auto stage = [&](char* dst, int t0s) {
+    stage_chunk_full<T, kRC, kNPad, 4, 2, kNT>(dst, p, b, t0s, d0, so, full_cols && t0s + kCS <= p.L,
+                                               p.vec_bc && t0s + kCS <= p.L);
+  };
+  stage(smem, 0);
   cp_async_commit();
   for (int c = 0; c < p.nc; c++) {
     char* buf = smem + (c & 1) * SL::kBytes;
     const int t0 = c * kCS, rows = min(kCS, p.L - t0);
     cp_async_wait_all();
     __syncthreads();  // chunk c landed; every thread is past the steps of chunk c - 1
-    if (c + 1 < p.nc) stage_chunk<T, kRC, kNPad, 4, 2>(smem + ((c + 1) & 1) * SL::kBytes, p, b, t0 + kCS, d0);
+    if (c + 1 < p.nc) stage(smem + ((c + 1) & 1) * SL::kBytes, t0 + kCS);
     cp_async_commit();
 
-    rows_phase_a<T, NS, G, true>(p, buf, s_dtu, s_gy, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e);
+    rows_phase_a<T, NS, G, true>(p, buf, s_dtu, s_gy, s_B, s_C, s_mask, t0, rows, ce_ok, bias_e,
+                                 full_cols && rows == kCS, bias2);
     __syncthreads();
     const uint32_t mask = p.seq ? *s_mask : 0u;
     float* hsub = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + own;  // [B, nc * kNSub, D, kNPad]
@@ -355,12 +415,12 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
 
 // Lanes per channel G of the row walkers for this problem (NS = npad / G states per thread):
 // LMF_SCAN_ROWS_G=1|2|4|8 forces it when valid; otherwise the smallest G (least per-state
-// overhead) that puts at least 14 warps on every SM (latency hiding), else the largest.
+// overhead) that puts at least 11 warps on every SM (latency hiding), else the largest.
 int rows_groups(const ScanParams& p, int npad);
 
 // "chunked" (the chunk-parallel walkers, selective_scan_chunked.cuh) or "rows" (this file):
-// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows when the largest G reaches 14 warps per
-// SM, else chunked (too few channels: the chunk walker's time parallelism wins, 130m 4x4096).
+// LMF_SCAN_IMPL=chunked|rows forces it; otherwise rows when the largest G reaches 5 warps per
+// SM, else chunked (too few channels and rows: the chunk walker's time parallelism wins).
 bool use_rows_impl(const ScanParams& p);
 
 // Launch the row-walker forward / preparation for activation dtype t (selective_scan_rows.cu);
