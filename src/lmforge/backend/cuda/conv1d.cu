@@ -1,24 +1,23 @@
 // Causal depthwise conv1d (Mamba) on CUDA, channels-last [B, L, D] (kernel_list.inc).
 //
-// Both directions are bandwidth kernels: a thread owns V adjacent channels (one 16-byte vector
-// forward: 8 bf16 / 4 f32; 4 channels backward) and a run of TT timesteps, and issues ALL the
-// loads of its run (plus the K-1 step halo) before using any of them, so each thread keeps
-// (TT + K - 1) vectors in flight: with ~400 threads per SM that is well over the ~30 KB per SM
-// that HBM3 needs to stay busy. The raw vectors stay packed in registers and are widened to
-// fp32 when used; the K-tap window slides over them at compile time (fully unrolled). A warp
-// covers 32·V channels of one timestep (coalesced); a block stacks kWarps runs along time, so
-// the halo of one warp is the tail of its neighbour's rows (an L1/L2 hit, not a DRAM read).
+// Both directions are bandwidth kernels. A thread owns V = 4 adjacent channels (8 bytes in bf16,
+// 16 in f32) and walks a segment of `runs` runs of TT = 8 timesteps; a warp covers 32·V
+// channels of one timestep (coalesced), a block stacks kWarps segments along time. Before
+// computing run r a thread issues the loads of run r+1 (register double buffer), so every warp
+// keeps a run of vectors in flight while it computes: the latency of HBM is hidden by a few
+// warps per scheduler. The raw vectors stay packed in registers and are widened to fp32 when
+// used; the K-tap window slides over them at compile time (fully unrolled), and its K-1 step
+// halo moves from run to run in registers, so x (and dy) are read once plus one halo per
+// segment. `runs` is the fewest that fit the grid in one wave of resident blocks.
 //
 // Forward: y[t] = act(bias + sum_j w[j] x[t-K+1+j]) (same document only).
 //
-// Backward: a thread walks `runs` consecutive runs of TT steps. For its run it recomputes the
-// pre-activation and g = dy * silu'(pre) for the TT own steps plus the K-1 following ones (the
-// transposed conv needs g[s .. s+K-1] for dx[s]): dx[s] = sum_j w[j] g[s+K-1-j] (same document).
-// The last 2(K-1) x vectors and K-1 dy vectors of a run are the first of the next (register
-// moves), so x and dy are loaded once per thread apart from the first halo. dw[d, j] and
-// dbias[d] are summed per thread over its own steps, then over the block's kWarps warps in
-// shared memory, written as one partial per (b, block row); conv_weight_grads_kernel sums the
-// partials in a fixed order into dw_acc / dbias_acc: deterministic, no atomics.
+// Backward: for its run a thread recomputes the pre-activation and g = dy * silu'(pre) for the
+// TT own steps plus the K-1 following ones (the transposed conv needs g[s .. s+K-1] for dx[s]):
+// dx[s] = sum_j w[j] g[s+K-1-j] (same document). dw[d, j] and dbias[d] are summed per thread
+// over its own steps, then over the block's kWarps warps in shared memory, written as one
+// partial per (b, block row); conv_weight_grads_kernel sums the partials in a fixed order into
+// dw_acc / dbias_acc: deterministic, no atomics.
 //
 // D % V != 0 or unaligned pointers: the same kernels with element loads (p.vec = false).
 #include <climits>
@@ -37,7 +36,7 @@ using mamba::ParamPtr;
 constexpr int kLanes = 32;  // threads along channels (a warp)
 constexpr int kWarps = 4;   // warps per block, along time
 constexpr int kMaxK = 8;
-constexpr int kMaxRuns = 8;  // backward: runs per thread (bounds the partial count from below)
+constexpr int kMaxRuns = 32;  // runs per thread (see choose_runs)
 
 struct ConvParams {
   const void* x = nullptr;
@@ -188,60 +187,82 @@ __device__ __forceinline__ void load_params(const ConvParams& p, int d, int nval
 }
 
 // ---- forward ---------------------------------------------------------------------------------
-// Grid (ceil(D / 32V), ceil(L / (kWarps TT)), B), block (32, kWarps).
+// Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps). A thread walks `runs`
+// runs of TT steps; the loads of run r+1 are issued before run r is computed (register double
+// buffer), so a warp always has a run's vectors in flight. kSeq: compiled with document checks
+// (seq may still be null: ids read as 0).
 template <class T, int K, int V, int TT, bool kSeq>
 __global__ void __launch_bounds__(kLanes* kWarps) conv_fwd_kernel(ConvParams p) {
   const int d = (blockIdx.x * kLanes + threadIdx.x) * V;
   const int b = blockIdx.z;
-  const int t0 = (blockIdx.y * kWarps + threadIdx.y) * TT;
-  if (d >= p.D || t0 >= p.L) return;
+  const int t_begin = (blockIdx.y * kWarps + threadIdx.y) * TT * p.runs;
+  if (d >= p.D || t_begin >= p.L) return;
+  const int t_stop = min(t_begin + TT * p.runs, p.L);
   const int nvalid = min(V, p.D - d);
-  const T* x = static_cast<const T*>(p.x) + int64_t(b) * p.L * p.D;
-  T* y = static_cast<T*>(p.y) + int64_t(b) * p.L * p.D;
-  const int32_t* seq = kSeq ? p.seq + int64_t(b) * p.L : nullptr;
+  const T* x = static_cast<const T*>(p.x) + int64_t(b) * p.L * p.D + d;
+  T* y = static_cast<T*>(p.y) + int64_t(b) * p.L * p.D + d;
+  const int32_t* seq = kSeq && p.seq ? p.seq + int64_t(b) * p.L : nullptr;
 
-  // Slot i holds position t0 - (K-1) + i; all loads first (bytes in flight), then the math.
+  // Slot i of the window holds position s0 - (K-1) + i; outside [0, L): x = 0, id INT_MIN.
   constexpr int NX = TT + K - 1;
-  Raw<T, V> xr[NX];
-  int sq[kSeq ? NX : 1];
-  (void)sq;
-#pragma unroll
-  for (int i = 0; i < NX; i++) {
-    const int s = t0 - (K - 1) + i;
+  Raw<T, V> xr[NX], xn[TT];
+  int sq[kSeq ? NX : 1], sn[kSeq ? TT : 1];
+  (void)sq, (void)sn;
+  auto load = [&](Raw<T, V>& r, int& id, int s) {
     if (s >= 0 && s < p.L) {
-      load_raw<T, V>(x, int64_t(s) * p.D + d, nvalid, p.vec, xr[i]);
-      if constexpr (kSeq) sq[i] = __ldg(seq + s);
+      load_raw<T, V>(x, int64_t(s) * p.D, nvalid, p.vec, r);
+      if constexpr (kSeq) id = seq ? __ldg(seq + s) : 0;
     } else {
-      zero_raw(xr[i]);
-      if constexpr (kSeq) sq[i] = INT_MIN;  // before the sequence: x = 0 contributes nothing
+      zero_raw(r);
+      if constexpr (kSeq) id = INT_MIN;
     }
-  }
+  };
+#pragma unroll
+  for (int i = 0; i < NX; i++) load(xr[i], sq[kSeq ? i : 0], t_begin - (K - 1) + i);
   float w[K][V], bias[V];
   load_params<K, V>(p, d, nvalid, w, bias);
+  for (int s0 = t_begin; s0 < t_stop; s0 += TT) {
+    const int s1 = s0 + TT;
+    if (s1 < t_stop) {
 #pragma unroll
-  for (int i = 0; i < TT; i++) {
-    const int t = t0 + i;
-    if (t >= p.L) break;
-    float v[V];
-#pragma unroll
-    for (int c = 0; c < V; c++) v[c] = bias[c];
-#pragma unroll
-    for (int j = 0; j < K; j++) {
-      bool keep = true;
-      if constexpr (kSeq) keep = sq[i + j] == sq[i + K - 1];
-#pragma unroll
-      for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], elem(xr[i + j], c), v[c]) : v[c];
+      for (int i = 0; i < TT; i++) load(xn[i], sn[kSeq ? i : 0], s1 + i);
     }
-    if (p.silu) {
 #pragma unroll
-      for (int c = 0; c < V; c++) v[c] = silu_f(v[c]);
+    for (int i = 0; i < TT; i++) {
+      const int t = s0 + i;
+      if (t >= t_stop) break;
+      float v[V];
+#pragma unroll
+      for (int c = 0; c < V; c++) v[c] = bias[c];
+#pragma unroll
+      for (int j = 0; j < K; j++) {
+        bool keep = true;
+        if constexpr (kSeq) keep = sq[i + j] == sq[i + K - 1];
+#pragma unroll
+        for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], elem(xr[i + j], c), v[c]) : v[c];
+      }
+      if (p.silu) {
+#pragma unroll
+        for (int c = 0; c < V; c++) v[c] = silu_f(v[c]);
+      }
+      store_vals<T, V>(y, int64_t(t) * p.D, nvalid, p.vec, v);
     }
-    store_vals<T, V>(y, int64_t(t) * p.D + d, nvalid, p.vec, v);
+#pragma unroll
+    for (int i = 0; i < K - 1; i++) {
+      xr[i] = xr[i + TT];
+      if constexpr (kSeq) sq[i] = sq[i + TT];
+    }
+#pragma unroll
+    for (int i = 0; i < TT; i++) {
+      xr[K - 1 + i] = xn[i];
+      if constexpr (kSeq) sq[K - 1 + i] = sn[i];
+    }
   }
 }
 
 // ---- backward --------------------------------------------------------------------------------
-// Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps).
+// Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps); run loop and
+// prefetch as in the forward.
 template <class T, int K, int V, int TT, bool kSeq>
 __global__ void __launch_bounds__(kLanes* kWarps) conv_bwd_kernel(ConvParams p) {
   __shared__ float s_part[kWarps][kLanes * V][K + 1];
@@ -258,48 +279,51 @@ __global__ void __launch_bounds__(kLanes* kWarps) conv_bwd_kernel(ConvParams p) 
   }
   if (d < p.D && t_begin < p.L) {
     const int nvalid = min(V, p.D - d);
-    const int64_t base = int64_t(b) * p.L * p.D;
+    const int64_t base = int64_t(b) * p.L * p.D + d;
     const T* x = static_cast<const T*>(p.x) + base;
     const T* dy = static_cast<const T*>(p.dy) + base;
     T* dx = p.dx ? static_cast<T*>(p.dx) + base : nullptr;
-    const int32_t* seq = kSeq ? p.seq + int64_t(b) * p.L : nullptr;
+    const int32_t* seq = kSeq && p.seq ? p.seq + int64_t(b) * p.L : nullptr;
 
-    // For a run starting at s0: x slot i = position s0 - (K-1) + i (NX slots: the pre-activations
-    // of positions s0 .. s0+TT+K-2), dy slot i = position s0 + i (NG slots). Positions outside
-    // [0, L) hold 0 (g = 0 past L; x = 0 before 0) and the document id INT_MIN.
+    // For the run starting at s0: x slot i = position s0 - (K-1) + i (NX slots: the
+    // pre-activations of positions s0 .. s0+TT+K-2), dy slot i = position s0 + i (NG slots).
+    // Positions outside [0, L) hold 0 (g = 0 past L; x = 0 before 0) and the id INT_MIN.
+    // xn / gn: the TT new slots of the next run (positions s0 + TT + K-1 ...), loaded early.
     constexpr int NX = TT + 2 * (K - 1);
     constexpr int NG = TT + K - 1;
-    Raw<T, V> xr[NX], gr[NG];
-    int sq[kSeq ? NX : 1];
-    (void)sq;
-    auto load_x = [&](int i, int s) {
+    Raw<T, V> xr[NX], gr[NG], xn[TT], gn[TT];
+    int sq[kSeq ? NX : 1], sn[kSeq ? TT : 1];
+    (void)sq, (void)sn;
+    auto load_x = [&](Raw<T, V>& r, int& id, int s) {
       if (s >= 0 && s < p.L) {
-        load_raw<T, V>(x, int64_t(s) * p.D + d, nvalid, p.vec, xr[i]);
-        if constexpr (kSeq) sq[i] = __ldg(seq + s);
+        load_raw<T, V>(x, int64_t(s) * p.D, nvalid, p.vec, r);
+        if constexpr (kSeq) id = seq ? __ldg(seq + s) : 0;
       } else {
-        zero_raw(xr[i]);
-        if constexpr (kSeq) sq[i] = INT_MIN;
+        zero_raw(r);
+        if constexpr (kSeq) id = INT_MIN;
       }
     };
-    auto load_g = [&](int i, int s) {
+    auto load_g = [&](Raw<T, V>& r, int s) {
       if (s < p.L)
-        load_raw<T, V>(dy, int64_t(s) * p.D + d, nvalid, p.vec, gr[i]);
+        load_raw<T, V>(dy, int64_t(s) * p.D, nvalid, p.vec, r);
       else
-        zero_raw(gr[i]);
+        zero_raw(r);
     };
-    // The halo of the first run; later runs inherit it from the previous one.
 #pragma unroll
-    for (int i = 0; i < 2 * (K - 1); i++) load_x(i, t_begin - (K - 1) + i);
+    for (int i = 0; i < NX; i++) load_x(xr[i], sq[kSeq ? i : 0], t_begin - (K - 1) + i);
 #pragma unroll
-    for (int i = 0; i < K - 1; i++) load_g(i, t_begin + i);
+    for (int i = 0; i < NG; i++) load_g(gr[i], t_begin + i);
     float w[K][V], bias[V];
     load_params<K, V>(p, d, nvalid, w, bias);
 
     for (int s0 = t_begin; s0 < t_stop; s0 += TT) {
+      const int s1 = s0 + TT;
+      if (s1 < t_stop) {
 #pragma unroll
-      for (int i = 2 * (K - 1); i < NX; i++) load_x(i, s0 - (K - 1) + i);
+        for (int i = 0; i < TT; i++) load_x(xn[i], sn[kSeq ? i : 0], s1 + K - 1 + i);
 #pragma unroll
-      for (int i = K - 1; i < NG; i++) load_g(i, s0 + i);
+        for (int i = 0; i < TT; i++) load_g(gn[i], s1 + K - 1 + i);
+      }
       // gwin[k] = g at position tp - (K-1) + k for the step tp being processed.
       float gwin[K][V];
 #pragma unroll
@@ -353,17 +377,24 @@ __global__ void __launch_bounds__(kLanes* kWarps) conv_bwd_kernel(ConvParams p) 
 #pragma unroll
             for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], gwin[K - 1 - j][c], v[c]) : v[c];
           }
-          store_vals<T, V>(dx, int64_t(s) * p.D + d, nvalid, p.vec, v);
+          store_vals<T, V>(dx, int64_t(s) * p.D, nvalid, p.vec, v);
         }
       }
-      // The next run starts TT steps later: its halo is this run's tail.
+      // The next run starts TT steps later: its first slots are this run's tail.
 #pragma unroll
       for (int i = 0; i < 2 * (K - 1); i++) {
         xr[i] = xr[i + TT];
         if constexpr (kSeq) sq[i] = sq[i + TT];
       }
 #pragma unroll
+      for (int i = 0; i < TT; i++) {
+        xr[2 * (K - 1) + i] = xn[i];
+        if constexpr (kSeq) sq[2 * (K - 1) + i] = sn[i];
+      }
+#pragma unroll
       for (int i = 0; i < K - 1; i++) gr[i] = gr[i + TT];
+#pragma unroll
+      for (int i = 0; i < TT; i++) gr[K - 1 + i] = gn[i];
     }
   }
   // Block partial of dw / dbias: the kWarps time runs summed in warp order.
@@ -418,94 +449,92 @@ __global__ void __launch_bounds__(kRedX* kRedY)
 }
 
 // ---- launch ----------------------------------------------------------------------------------
-// A kernel configuration: V channels per thread, TT steps per run.
-struct Tile {
-  int V, TT;
-};
-
-// Defaults: forward one 16-byte vector and 16 steps; backward 4 channels and 16 steps (x and dy
-// both in flight: twice the registers per step). LMF_CONV_FWD_VARIANT / LMF_CONV_BWD_VARIANT
-// (0 = default, 1..3 below) pick other tiles for bf16 / f16 at K = 4, for benchmarking.
-//   forward:  1 = (8, 8), 2 = (4, 16), 3 = (8, 32)    backward: 1 = (4, 8), 2 = (8, 8), 3 = (4, 32)
-int env_variant(const char* name) {
+// Default tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both
+// directions (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more
+// warps per SM win). LMF_CONV_FWD_VARIANT / LMF_CONV_BWD_VARIANT = 1 / 2 pick (4, 16) / (8, 8)
+// for bf16 at K = 4 without documents (benchmarking only); LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS
+// force the runs per thread.
+int env_int(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : 0;
 }
 
+// Runs per thread: the fewest that fit the grid in one wave of resident blocks (a thread then
+// streams its rows with the next run's loads in flight), at most kMaxRuns.
+int choose_runs(int64_t blocks_one_run_per_row, int64_t tiles, int slots_per_sm) {
+  const int64_t slots = int64_t(slots_per_sm) * sm_count();
+  int runs = 1;
+  while (runs < kMaxRuns && blocks_one_run_per_row * ((tiles + runs - 1) / runs) > slots) runs++;
+  return runs;
+}
+
+template <class KernelFn>
+int resident_blocks(KernelFn kernel) {
+  int n = 0;
+  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kLanes * kWarps, 0));
+  return n < 1 ? 1 : n;
+}
+
+struct BwdLaunch {
+  Tensor partial;  // [P, D, K + 1]
+  int P = 0;
+};
+
 template <class T, int K, bool kSeq, int V, int TT>
-void launch_one(ConvParams p, bool backward, float** partial_out, int* P_out, Tensor* partial_holder,
-                Device dev) {
+void launch_one(ConvParams p, bool backward, BwdLaunch* out, Device dev) {
   const int64_t per_block = int64_t(kWarps) * TT;
-  const unsigned gx = unsigned((p.D + kLanes * V - 1) / (kLanes * V));
+  const int64_t gx = (p.D + kLanes * V - 1) / (kLanes * V);
+  const int64_t tiles = (p.L + per_block - 1) / per_block;
   const uintptr_t align = uintptr_t(V) * sizeof(T);
   auto al = [&](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % align == 0; };
   p.vec = p.D % V == 0 && al(p.x) && al(p.y) && al(p.dy) && al(p.dx);
   const dim3 block(kLanes, kWarps);
-  if (!backward) {
-    const dim3 grid(gx, unsigned((p.L + per_block - 1) / per_block), unsigned(p.B));
-    conv_fwd_kernel<T, K, V, TT, kSeq><<<grid, block, 0, current_stream()>>>(p);
-    LMF_CUDA_CHECK_LAUNCH();
-    return;
+  auto kernel = backward ? conv_bwd_kernel<T, K, V, TT, kSeq> : conv_fwd_kernel<T, K, V, TT, kSeq>;
+  static const int slots_fwd = resident_blocks(conv_fwd_kernel<T, K, V, TT, kSeq>);
+  static const int slots_bwd = resident_blocks(conv_bwd_kernel<T, K, V, TT, kSeq>);
+  const int slots = backward ? slots_bwd : slots_fwd;
+  p.runs = choose_runs(gx * p.B, tiles, slots);
+  if (const int r = env_int(backward ? "LMF_CONV_BWD_RUNS" : "LMF_CONV_FWD_RUNS"); r > 0) p.runs = r;
+  const int64_t gy = (tiles + p.runs - 1) / p.runs;
+  const dim3 grid(unsigned(gx), unsigned(gy), unsigned(p.B));
+  if (backward) {
+    out->P = p.B * int(gy);
+    out->partial = Tensor::empty({int64_t(out->P), int64_t(p.D), int64_t(K + 1)}, DType::f32, dev);
+    p.partial = out->partial.data<float>();
   }
-  // Runs per thread: the largest power of two <= kMaxRuns that still leaves >= 4 blocks per SM
-  // (fewer, longer blocks mean fewer dw / dbias partials to write and sum).
-  const int64_t tiles = (p.L + per_block - 1) / per_block;
-  const int64_t target = 4 * int64_t(sm_count());
-  int runs = 1;
-  while (runs < kMaxRuns && int64_t(gx) * p.B * ((tiles + 2 * runs - 1) / (2 * runs)) >= target) runs *= 2;
-  if (const char* e = std::getenv("LMF_CONV_BWD_RUNS"); e && std::atoi(e) > 0) runs = std::atoi(e);
-  p.runs = runs;
-  const int64_t gy = (p.L + per_block * runs - 1) / (per_block * runs);
-  const int P = p.B * int(gy);
-  *partial_holder = Tensor::empty({int64_t(P), int64_t(p.D), int64_t(K + 1)}, DType::f32, dev);
-  p.partial = partial_holder->data<float>();
-  const dim3 grid(gx, unsigned(gy), unsigned(p.B));
-  conv_bwd_kernel<T, K, V, TT, kSeq><<<grid, block, 0, current_stream()>>>(p);
+  kernel<<<grid, block, 0, current_stream()>>>(p);
   LMF_CUDA_CHECK_LAUNCH();
-  *partial_out = p.partial;
-  *P_out = P;
-}
-
-template <class T, int K, bool kSeq>
-void launch_k(const ConvParams& p, bool backward, float** partial, int* P, Tensor* holder, Device dev) {
-  constexpr int VF = 16 / int(sizeof(T));
-  if constexpr (K == 4 && sizeof(T) == 2) {
-    const int var = env_variant(backward ? "LMF_CONV_BWD_VARIANT" : "LMF_CONV_FWD_VARIANT");
-    if (!backward) {
-      if (var == 1) return launch_one<T, K, kSeq, 8, 8>(p, false, partial, P, holder, dev);
-      if (var == 2) return launch_one<T, K, kSeq, 4, 16>(p, false, partial, P, holder, dev);
-      if (var == 3) return launch_one<T, K, kSeq, 8, 32>(p, false, partial, P, holder, dev);
-    } else {
-      if (var == 1) return launch_one<T, K, kSeq, 4, 8>(p, true, partial, P, holder, dev);
-      if (var == 2) return launch_one<T, K, kSeq, 8, 8>(p, true, partial, P, holder, dev);
-      if (var == 3) return launch_one<T, K, kSeq, 4, 32>(p, true, partial, P, holder, dev);
-    }
-  }
-  if (backward)
-    launch_one<T, K, kSeq, 4, 16>(p, true, partial, P, holder, dev);
-  else
-    launch_one<T, K, kSeq, VF, 16>(p, false, partial, P, holder, dev);
 }
 
 template <class T, int K>
-void launch_seq(const ConvParams& p, bool backward, float** partial, int* P, Tensor* holder, Device dev) {
-  if (p.seq)
-    launch_k<T, K, true>(p, backward, partial, P, holder, dev);
-  else
-    launch_k<T, K, false>(p, backward, partial, P, holder, dev);
+void launch_k(const ConvParams& p, bool backward, BwdLaunch* out, Device dev) {
+  // K = 4 in f32 / bf16 (every Mamba checkpoint) gets a kernel without document checks when
+  // there are no documents; other K and f16 share the kernel with the checks (seq may be null).
+  constexpr bool kHot = K == 4 && !std::is_same_v<T, __half>;
+  if constexpr (kHot) {
+    if (!p.seq) {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        const int var = env_int(backward ? "LMF_CONV_BWD_VARIANT" : "LMF_CONV_FWD_VARIANT");
+        if (var == 1) return launch_one<T, K, false, 4, 16>(p, backward, out, dev);
+        if (var == 2) return launch_one<T, K, false, 8, 8>(p, backward, out, dev);
+      }
+      return launch_one<T, K, false, 4, 8>(p, backward, out, dev);
+    }
+  }
+  launch_one<T, K, true, 4, 8>(p, backward, out, dev);
 }
 
 template <class T>
-void launch_any_k(const ConvParams& p, int K, bool backward, float** partial, int* P, Tensor* holder, Device dev) {
+void launch_any_k(const ConvParams& p, int K, bool backward, BwdLaunch* out, Device dev) {
   switch (K) {
-    case 1: launch_seq<T, 1>(p, backward, partial, P, holder, dev); break;
-    case 2: launch_seq<T, 2>(p, backward, partial, P, holder, dev); break;
-    case 3: launch_seq<T, 3>(p, backward, partial, P, holder, dev); break;
-    case 4: launch_seq<T, 4>(p, backward, partial, P, holder, dev); break;
-    case 5: launch_seq<T, 5>(p, backward, partial, P, holder, dev); break;
-    case 6: launch_seq<T, 6>(p, backward, partial, P, holder, dev); break;
-    case 7: launch_seq<T, 7>(p, backward, partial, P, holder, dev); break;
-    default: launch_seq<T, 8>(p, backward, partial, P, holder, dev); break;
+    case 1: launch_k<T, 1>(p, backward, out, dev); break;
+    case 2: launch_k<T, 2>(p, backward, out, dev); break;
+    case 3: launch_k<T, 3>(p, backward, out, dev); break;
+    case 4: launch_k<T, 4>(p, backward, out, dev); break;
+    case 5: launch_k<T, 5>(p, backward, out, dev); break;
+    case 6: launch_k<T, 6>(p, backward, out, dev); break;
+    case 7: launch_k<T, 7>(p, backward, out, dev); break;
+    default: launch_k<T, 8>(p, backward, out, dev); break;
   }
 }
 
@@ -540,12 +569,7 @@ void causal_conv1d_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
   p.y = y.data_ptr();
   p.silu = silu;
   if (x.numel() == 0) return;
-  float* partial = nullptr;
-  int P = 0;
-  Tensor holder;
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
-    launch_any_k<T>(p, int(w.size(1)), false, &partial, &P, &holder, x.device());
-  });
+  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, int(w.size(1)), false, nullptr, x.device()); });
 }
 
 void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& seq_idx,
@@ -562,14 +586,12 @@ void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias
   p.dx = dx.defined() ? dx.data_ptr() : nullptr;
   p.silu = silu;
   const int K = int(w.size(1));
-  float* partial = nullptr;
-  int P = 0;
-  Tensor holder;  // the partials; freed (stream-ordered) after the reduction is enqueued
-  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, K, true, &partial, &P, &holder, x.device()); });
+  BwdLaunch bl;  // the partials; freed (stream-ordered) after the reduction is enqueued
+  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, K, true, &bl, x.device()); });
   if (dw_acc.defined() || dbias_acc.defined()) {
     const int64_t n = int64_t(p.D) * (K + 1);
     conv_weight_grads_kernel<<<unsigned((n + kRedX - 1) / kRedX), dim3(kRedX, kRedY), 0, current_stream()>>>(
-        partial, P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
+        bl.partial.data<float>(), bl.P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
         dbias_acc.defined() ? dbias_acc.data<float>() : nullptr);
     LMF_CUDA_CHECK_LAUNCH();
   }
