@@ -202,6 +202,14 @@ TEST(CudaConv1dFast, SeveralRunsPerThread) {
   }
 }
 
+TEST(CudaConv1dFast, WeightGradsInSecondKernel) {
+  // LMF_CONV_WGRAD=kernel: the partials summed by conv_weight_grads_kernel instead of the
+  // backward's last blocks.
+  ScopedEnv env("LMF_CONV_WGRAD", "kernel");
+  for (DType dt : {DType::f32, DType::bf16})
+    for (size_t i : {0, 1, 3, 6}) check_case(kCases[i], dt, 600 + 10 * i, "wgrad kernel");
+}
+
 TEST(CudaConv1dFast, TileVariants) {
   // The benchmark tiles (bf16, K = 4, no documents), including their element fallbacks.
   for (const char* v : {"1", "2"}) {
@@ -222,8 +230,9 @@ TEST(CudaConv1dFast, BackwardWithoutDxAndDeterministic) {
   Tensor w = random_tensor({D, K}, DType::f32, 503, -0.5f, 0.5f, kGpu);
   Tensor bias = random_tensor({D}, DType::f32, 504, -0.5f, 0.5f, kGpu);
   Tensor seq = doc_ids(B, L).to(kGpu);
-  for (const char* runs : {"1", "4"}) {
-    ScopedEnv env("LMF_CONV_BWD_RUNS", runs);
+  for (const char* runs : {"1", "4", "4k"}) {
+    ScopedEnv env("LMF_CONV_BWD_RUNS", std::string(runs) == "4k" ? "4" : runs);
+    ScopedEnv wg("LMF_CONV_WGRAD", std::string(runs) == "4k" ? "kernel" : nullptr);
     std::vector<std::vector<float>> dws, dbs;
     for (int rep = 0; rep < 3; rep++) {
       Tensor dw = Tensor::zeros({D, K}, DType::f32, kGpu), db = Tensor::zeros({D}, DType::f32, kGpu);
@@ -281,8 +290,8 @@ TEST(CudaConv1dFast, DISABLED_TimeVariants) {
     Tensor dw = Tensor::zeros({s.D, K}, DType::f32, kGpu), db = Tensor::zeros({s.D}, DType::f32, kGpu);
     Tensor seq = doc_ids(s.B, s.L).to(kGpu);
     const double mb = double(x.nbytes()) / 1e6;
-    for (const char* v : {"0", "1", "2"}) {
-      for (const char* runs : {"auto", "1", "2", "4", "8", "16"}) {
+    for (const char* v : {"0", "1"}) {
+      for (const char* runs : {"auto", "2", "4", "8"}) {
         ScopedEnv f("LMF_CONV_FWD_VARIANT", v);
         ScopedEnv r("LMF_CONV_FWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
         const double us = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, Tensor(), y, true); });
@@ -291,9 +300,10 @@ TEST(CudaConv1dFast, DISABLED_TimeVariants) {
     }
     const double us_fdoc = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, seq, y, true); });
     std::printf("conv_fwd %s default docs: %.1f us\n", s.name, us_fdoc);
-    for (const char* v : {"0", "1", "2"}) {
-      for (const char* runs : {"auto", "1", "2", "4", "8", "16"}) {
-        ScopedEnv b("LMF_CONV_BWD_VARIANT", v);
+    for (const char* v : {"0", "1", "2", "0k", "1k"}) {
+      for (const char* runs : {"auto", "2", "4", "8", "16"}) {
+        ScopedEnv b("LMF_CONV_BWD_VARIANT", std::string(v).substr(0, 1).c_str());
+        ScopedEnv wg("LMF_CONV_WGRAD", std::string(v).size() > 1 ? "kernel" : nullptr);
         ScopedEnv r("LMF_CONV_BWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
         const double us = median_us([&] { cuda::causal_conv1d_backward(x, w, bias, Tensor(), dy, dx, dw, db, true); });
         std::printf("conv_bwd %s variant %s runs %s: %.1f us (%.0f GB/s)\n", s.name, v, runs, us, 3 * mb / us * 1e3);
