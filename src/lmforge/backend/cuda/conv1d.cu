@@ -1,18 +1,29 @@
 // Causal depthwise conv1d (Mamba) on CUDA, channels-last [B, L, D] (kernel_list.inc).
 //
-// Forward: a thread owns 4 adjacent channels (one 8-byte bf16 / 16-byte f32 vector) and a run of
-// kTT = 32 timesteps; the K-1 previous samples (and their document ids) stay in registers and
-// shift by one per step, so x is read once plus a (K-1)/32 halo. A warp covers 128 channels of
-// one timestep: coalesced. Loads are batched kU steps ahead to keep enough bytes in flight.
-// Launch: block (32, 4) = (channel vectors, time runs), grid (ceil(D/128), ceil(L/128), B).
+// Both directions are bandwidth kernels. A thread owns V = 4 adjacent channels (8 bytes in bf16,
+// 16 in f32) and walks a segment of `runs` runs of TT = 8 timesteps; a warp covers 32·V
+// channels of one timestep (coalesced), a block stacks kWarps segments along time. Before
+// computing run r a thread issues the loads of run r+1 (register double buffer), so every warp
+// keeps a run of vectors in flight while it computes: the latency of HBM is hidden by a few
+// warps per scheduler. The raw vectors stay packed in registers and are widened to fp32 when
+// used; the K-tap window slides over them at compile time (fully unrolled), and its K-1 step
+// halo moves from run to run in registers, so x (and dy) are read once plus one halo per
+// segment. `runs` is the fewest that fit the grid in one wave of resident blocks.
 //
-// Backward: the same decomposition. A thread recomputes the pre-activation and
-// g = dy * silu'(pre) for its run plus the K-1 following steps (the transposed conv needs
-// g[s .. s+K-1] for dx[s]); dx[s] = sum_j w[j] g[s+K-1-j] (same document). dw[d, j] and
-// dbias[d] are summed per thread over its own 32 steps, then over the block's 4 time runs in
-// shared memory, written as one partial per (b, block row of 128 steps); a second kernel sums
-// the partials in a fixed order and adds them to dw_acc / dbias_acc: deterministic.
+// Forward: y[t] = act(bias + sum_j w[j] x[t-K+1+j]) (same document only).
+//
+// Backward: for its run a thread recomputes the pre-activation and g = dy * silu'(pre) for the
+// TT own steps plus the K-1 following ones (the transposed conv needs g[s .. s+K-1] for dx[s]):
+// dx[s] = sum_j w[j] g[s+K-1-j] (same document). dw[d, j] and dbias[d] are summed per thread
+// over its own steps, then over the block's kWarps warps in shared memory, written as one
+// partial per (b, block row); conv_weight_grads_kernel sums the partials in a fixed order into
+// dw_acc / dbias_acc: deterministic, no atomics.
+//
+// D % V != 0 or unaligned pointers: the same kernels with element loads (p.vec = false).
 #include <climits>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 
 #include "lmforge/backend/cuda/mamba_common.cuh"
 #include "lmforge/backend/kernels.h"
@@ -23,13 +34,10 @@ namespace {
 
 using mamba::ParamPtr;
 
-constexpr int kCV = 4;   // channels per thread
-constexpr int kBX = 32;  // threads along channels
-constexpr int kBY = 4;   // threads along time
-constexpr int kTT = 32;  // timesteps per thread
-constexpr int kU = 8;    // forward: steps whose loads are issued together (bytes in flight)
-constexpr int kUB = 2;   // backward (x and dy: twice the loads per step)
+constexpr int kLanes = 32;  // threads along channels (a warp)
+constexpr int kWarps = 4;   // warps per block, along time
 constexpr int kMaxK = 8;
+constexpr int kMaxRuns = 32;  // runs per thread (see choose_runs)
 
 struct ConvParams {
   const void* x = nullptr;
@@ -39,45 +47,102 @@ struct ConvParams {
   ParamPtr w, bias;
   const int32_t* seq = nullptr;
   float* partial = nullptr;  // [P, D, K + 1]: dw then dbias, P = B * gridDim.y
+  unsigned int* counters = nullptr;  // one per channel tile: the backward finishes dw / dbias
+  float* dw_acc = nullptr;
+  float* dbias_acc = nullptr;
   int B = 0, L = 0, D = 0;
+  int runs = 1;  // backward: runs of TT steps per thread
   bool silu = false;
-  bool vec = false;  // D % 4 == 0 and aligned pointers: vector loads / stores
+  bool vec = false;  // D % V == 0 and V-aligned pointers: vector loads / stores
 };
 
-// 4 channels from p[off .. off+3] (only the first `nvalid` exist).
+// V elements of T as raw bits (packed: 2 bf16 / f16 per word), one 4/8/16-byte vector.
+template <class T, int V>
+struct Raw {
+  static constexpr int kWords = V * int(sizeof(T)) / 4;
+  static_assert(kWords == 1 || kWords == 2 || kWords == 4, "vector of 4, 8 or 16 bytes");
+  uint32_t w[kWords];
+};
+
 template <class T>
-__device__ __forceinline__ void load4(const T* p, int64_t off, int nvalid, bool vec, float (&v)[kCV]) {
-  if (vec && nvalid == kCV) {
-    if constexpr (sizeof(T) == 4) {
-      const float4 q = __ldg(reinterpret_cast<const float4*>(p + off));
-      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-    } else {
-      const uint2 q = __ldg(reinterpret_cast<const uint2*>(p + off));
-      const T* e = reinterpret_cast<const T*>(&q);
-#pragma unroll
-      for (int c = 0; c < kCV; c++) v[c] = to_f(e[c]);
-    }
+__device__ __forceinline__ uint32_t bits_of(T v) {
+  if constexpr (sizeof(T) == 4) {
+    return __float_as_uint(v);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat16_as_ushort(v);
   } else {
-#pragma unroll
-    for (int c = 0; c < kCV; c++) v[c] = c < nvalid ? to_f(p[off + c]) : 0.f;
+    return __half_as_ushort(v);
   }
 }
 
-template <class T>
-__device__ __forceinline__ void store4(T* p, int64_t off, int nvalid, bool vec, const float (&v)[kCV]) {
-  if (vec && nvalid == kCV) {
-    if constexpr (sizeof(T) == 4) {
-      *reinterpret_cast<float4*>(p + off) = make_float4(v[0], v[1], v[2], v[3]);
-    } else {
-      uint2 q;
-      T* e = reinterpret_cast<T*>(&q);
+template <class T, int V>
+__device__ __forceinline__ float elem(const Raw<T, V>& r, int c) {
+  if constexpr (sizeof(T) == 4) {
+    return __uint_as_float(r.w[c]);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __uint_as_float((c & 1) ? (r.w[c >> 1] & 0xffff0000u) : (r.w[c >> 1] << 16));
+  } else {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(r.w[c >> 1] >> (16 * (c & 1)))));
+  }
+}
+
+template <class T, int V>
+__device__ __forceinline__ void zero_raw(Raw<T, V>& r) {
 #pragma unroll
-      for (int c = 0; c < kCV; c++) e[c] = from_f<T>(v[c]);
-      *reinterpret_cast<uint2*>(p + off) = q;
+  for (int k = 0; k < Raw<T, V>::kWords; k++) r.w[k] = 0u;
+}
+
+// p[off .. off+V) (only the first `nvalid` exist; with `vec` all V do and off is V-aligned).
+template <class T, int V>
+__device__ __forceinline__ void load_raw(const T* p, int64_t off, int nvalid, bool vec, Raw<T, V>& r) {
+  constexpr int W = Raw<T, V>::kWords;
+  if (vec) {
+    if constexpr (W == 4) {
+      const uint4 q = __ldg(reinterpret_cast<const uint4*>(p + off));
+      r.w[0] = q.x, r.w[1] = q.y, r.w[2] = q.z, r.w[3] = q.w;
+    } else if constexpr (W == 2) {
+      const uint2 q = __ldg(reinterpret_cast<const uint2*>(p + off));
+      r.w[0] = q.x, r.w[1] = q.y;
+    } else {
+      r.w[0] = __ldg(reinterpret_cast<const unsigned int*>(p + off));
+    }
+  } else {
+    zero_raw(r);
+#pragma unroll
+    for (int c = 0; c < V; c++) {
+      if (c < nvalid) {
+        if constexpr (sizeof(T) == 4)
+          r.w[c] = bits_of(p[off + c]);
+        else
+          r.w[c >> 1] |= bits_of(p[off + c]) << (16 * (c & 1));
+      }
+    }
+  }
+}
+
+template <class T, int V>
+__device__ __forceinline__ void store_vals(T* p, int64_t off, int nvalid, bool vec, const float (&v)[V]) {
+  constexpr int W = Raw<T, V>::kWords;
+  if (vec) {
+    Raw<T, V> r;
+    if constexpr (sizeof(T) == 4) {
+#pragma unroll
+      for (int c = 0; c < V; c++) r.w[c] = __float_as_uint(v[c]);
+    } else {
+#pragma unroll
+      for (int k = 0; k < W; k++)
+        r.w[k] = bits_of(from_f<T>(v[2 * k])) | (bits_of(from_f<T>(v[2 * k + 1])) << 16);
+    }
+    if constexpr (W == 4) {
+      *reinterpret_cast<uint4*>(p + off) = make_uint4(r.w[0], r.w[1], r.w[2], r.w[3]);
+    } else if constexpr (W == 2) {
+      *reinterpret_cast<uint2*>(p + off) = make_uint2(r.w[0], r.w[1]);
+    } else {
+      *reinterpret_cast<unsigned int*>(p + off) = r.w[0];
     }
   } else {
 #pragma unroll
-    for (int c = 0; c < kCV; c++)
+    for (int c = 0; c < V; c++)
       if (c < nvalid) p[off + c] = from_f<T>(v[c]);
   }
 }
@@ -88,268 +153,446 @@ __device__ __forceinline__ float silu_grad_f(float v) {
   return s * (1.f + v * (1.f - s));
 }
 
-template <int K>
-__device__ __forceinline__ void load_weights(const ConvParams& p, int d, int nvalid, float (&w)[K][kCV],
-                                             float (&bias)[kCV]) {
+// w[j][c] = w[d+c, j], bias[c] = bias[d+c] (0 for channels past nvalid / no bias), in fp32.
+template <class P, int K, int V>
+__device__ __forceinline__ void load_params_as(const ConvParams& p, int d, int nvalid, float (&w)[K][V],
+                                               float (&bias)[V]) {
+  const P* wp = static_cast<const P*>(p.w.p);
+  const P* bp = static_cast<const P*>(p.bias.p);
 #pragma unroll
-  for (int c = 0; c < kCV; c++) {
+  for (int c = 0; c < V; c++) {
     const bool ok = c < nvalid;
 #pragma unroll
-    for (int j = 0; j < K; j++) w[j][c] = ok ? p.w[int64_t(d + c) * K + j] : 0.f;
-    bias[c] = (ok && p.bias.p) ? p.bias[d + c] : 0.f;
+    for (int j = 0; j < K; j++) w[j][c] = ok ? to_f(wp[int64_t(d + c) * K + j]) : 0.f;
+    bias[c] = (ok && bp) ? to_f(bp[d + c]) : 0.f;
   }
 }
 
-// Pre-activation at the newest window slot K-1: bias + sum_j w[j] x[slot j], slots of another
-// document skipped (positions before 0 hold x = 0).
-template <int K>
-__device__ __forceinline__ void conv_pre(const float (&w)[K][kCV], const float (&bias)[kCV], const float (&win)[K][kCV],
-                                         const int (&sw)[K], bool has_seq, float (&pre)[kCV]) {
+template <int K, int V>
+__device__ __forceinline__ void load_params(const ConvParams& p, int d, int nvalid, float (&w)[K][V],
+                                            float (&bias)[V]) {
+  // One dtype switch per thread (ParamPtr::operator[] would switch per element); w and bias
+  // share the kind whenever bias is given (the op casts both to one dtype).
+  const int kind = p.w.kind;
+  if (p.bias.p && p.bias.kind != kind) {
 #pragma unroll
-  for (int c = 0; c < kCV; c++) pre[c] = bias[c];
+    for (int c = 0; c < V; c++) {
 #pragma unroll
-  for (int j = 0; j < K; j++) {
-    const bool keep = !has_seq || sw[j] == sw[K - 1];
-#pragma unroll
-    for (int c = 0; c < kCV; c++) pre[c] = keep ? fmaf(w[j][c], win[j][c], pre[c]) : pre[c];
+      for (int j = 0; j < K; j++) w[j][c] = c < nvalid ? p.w[int64_t(d + c) * K + j] : 0.f;
+      bias[c] = c < nvalid ? p.bias[d + c] : 0.f;
+    }
+  } else if (kind == 0) {
+    load_params_as<float, K, V>(p, d, nvalid, w, bias);
+  } else if (kind == 1) {
+    load_params_as<__nv_bfloat16, K, V>(p, d, nvalid, w, bias);
+  } else {
+    load_params_as<__half, K, V>(p, d, nvalid, w, bias);
   }
 }
 
-template <class T, int K>
-__global__ void __launch_bounds__(kBX* kBY) conv_forward_kernel(ConvParams p) {
-  const int d = (blockIdx.x * kBX + threadIdx.x) * kCV;
+// ---- forward ---------------------------------------------------------------------------------
+// Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps). A thread walks `runs`
+// runs of TT steps; the loads of run r+1 are issued before run r is computed (register double
+// buffer), so a warp always has a run's vectors in flight. kSeq: compiled with document checks
+// (seq may still be null: ids read as 0).
+template <class T, int K, int V, int TT, bool kSeq, int kMB>
+__global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_fwd_kernel(ConvParams p) {
+  const int d = (blockIdx.x * kLanes + threadIdx.x) * V;
   const int b = blockIdx.z;
-  const int t0 = (blockIdx.y * kBY + threadIdx.y) * kTT;
-  if (d >= p.D || t0 >= p.L) return;
-  const int nvalid = min(kCV, p.D - d);
-  float w[K][kCV], bias[kCV];
-  load_weights<K>(p, d, nvalid, w, bias);
-  const T* x = static_cast<const T*>(p.x) + int64_t(b) * p.L * p.D;
-  T* y = static_cast<T*>(p.y) + int64_t(b) * p.L * p.D;
-  const int32_t* seq = p.seq ? p.seq + int64_t(b) * p.L : nullptr;
+  const int t_begin = (blockIdx.y * kWarps + threadIdx.y) * TT * p.runs;
+  if (d >= p.D || t_begin >= p.L) return;
+  const int t_stop = min(t_begin + TT * p.runs, p.L);
+  const int nvalid = min(V, p.D - d);
+  const T* x = static_cast<const T*>(p.x) + int64_t(b) * p.L * p.D + d;
+  T* y = static_cast<T*>(p.y) + int64_t(b) * p.L * p.D + d;
+  const int32_t* seq = kSeq && p.seq ? p.seq + int64_t(b) * p.L : nullptr;
 
-  float win[K][kCV];
-  int sw[K];
-#pragma unroll
-  for (int j = 0; j < K - 1; j++) {
-    const int s = t0 - (K - 1) + j;
-    if (s >= 0) {
-      load4(x, int64_t(s) * p.D + d, nvalid, p.vec, win[j]);
-      sw[j] = seq ? seq[s] : 0;
+  // Slot i of the window holds position s0 - (K-1) + i; outside [0, L): x = 0, id INT_MIN.
+  constexpr int NX = TT + K - 1;
+  Raw<T, V> xr[NX], xn[TT];
+  int sq[kSeq ? NX : 1], sn[kSeq ? TT : 1];
+  (void)sq, (void)sn;
+  auto load = [&](Raw<T, V>& r, int& id, int s) {
+    if (s >= 0 && s < p.L) {
+      load_raw<T, V>(x, int64_t(s) * p.D, nvalid, p.vec, r);
+      if constexpr (kSeq) id = seq ? __ldg(seq + s) : 0;
     } else {
-#pragma unroll
-      for (int c = 0; c < kCV; c++) win[j][c] = 0.f;
-      sw[j] = 0;
+      zero_raw(r);
+      if constexpr (kSeq) id = INT_MIN;
     }
-  }
-  const int t_end = min(t0 + kTT, p.L);
-  for (int tb = t0; tb < t_end; tb += kU) {
-    float xs[kU][kCV];
-    int ss[kU];
+  };
 #pragma unroll
-    for (int u = 0; u < kU; u++) {
-      const int t = tb + u;
-      if (t < t_end) {
-        load4(x, int64_t(t) * p.D + d, nvalid, p.vec, xs[u]);
-        ss[u] = seq ? seq[t] : 0;
-      }
+  for (int i = 0; i < NX; i++) load(xr[i], sq[kSeq ? i : 0], t_begin - (K - 1) + i);
+  float w[K][V], bias[V];
+  load_params<K, V>(p, d, nvalid, w, bias);
+  for (int s0 = t_begin; s0 < t_stop; s0 += TT) {
+    const int s1 = s0 + TT;
+    if (s1 < t_stop) {
+#pragma unroll
+      for (int i = 0; i < TT; i++) load(xn[i], sn[kSeq ? i : 0], s1 + i);
     }
 #pragma unroll
-    for (int u = 0; u < kU; u++) {
-      const int t = tb + u;
-      if (t >= t_end) break;
+    for (int i = 0; i < TT; i++) {
+      const int t = s0 + i;
+      if (t >= t_stop) break;
+      float v[V];
 #pragma unroll
-      for (int c = 0; c < kCV; c++) win[K - 1][c] = xs[u][c];
-      sw[K - 1] = ss[u];
-      float v[kCV];
-      conv_pre<K>(w, bias, win, sw, seq != nullptr, v);
-      if (p.silu)
+      for (int c = 0; c < V; c++) v[c] = bias[c];
 #pragma unroll
-        for (int c = 0; c < kCV; c++) v[c] = silu_f(v[c]);
-      store4(y, int64_t(t) * p.D + d, nvalid, p.vec, v);
+      for (int j = 0; j < K; j++) {
+        bool keep = true;
+        if constexpr (kSeq) keep = sq[i + j] == sq[i + K - 1];
 #pragma unroll
-      for (int j = 0; j < K - 1; j++) {
-#pragma unroll
-        for (int c = 0; c < kCV; c++) win[j][c] = win[j + 1][c];
-        sw[j] = sw[j + 1];
+        for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], elem(xr[i + j], c), v[c]) : v[c];
       }
+      if (p.silu) {
+#pragma unroll
+        for (int c = 0; c < V; c++) v[c] = silu_f(v[c]);
+      }
+      store_vals<T, V>(y, int64_t(t) * p.D, nvalid, p.vec, v);
+    }
+#pragma unroll
+    for (int i = 0; i < K - 1; i++) {
+      xr[i] = xr[i + TT];
+      if constexpr (kSeq) sq[i] = sq[i + TT];
+    }
+#pragma unroll
+    for (int i = 0; i < TT; i++) {
+      xr[K - 1 + i] = xn[i];
+      if constexpr (kSeq) sq[K - 1 + i] = sn[i];
     }
   }
 }
 
-template <class T, int K>
-__global__ void __launch_bounds__(kBX* kBY) conv_backward_kernel(ConvParams p) {
-  __shared__ float s_part[kBY][kBX * kCV][K + 1];
-  const int d = (blockIdx.x * kBX + threadIdx.x) * kCV;
+// ---- backward --------------------------------------------------------------------------------
+// Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps); run loop and
+// prefetch as in the forward. g = dy * act'(pre) is computed once per position: a run computes
+// it for positions s0+K-1 .. s0+TT+K-2 and emits dx and the dw / dbias terms of positions
+// s0 .. s0+TT-1, whose g values are those K-1 steps behind (gwin, which carries over from run
+// to run; a prologue computes the segment's first K-1).
+template <class T, int K, int V, int TT, bool kSeq, int kMB>
+__global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_kernel(ConvParams p) {
+  __shared__ float s_part[kWarps][kLanes * V][K + 1];
+  __shared__ bool s_last;
+  const int d = (blockIdx.x * kLanes + threadIdx.x) * V;
   const int b = blockIdx.z;
-  const int t0 = (blockIdx.y * kBY + threadIdx.y) * kTT;
-  const bool active = d < p.D && t0 < p.L;
-  float dw[K][kCV], db[kCV];
+  const int t_begin = (blockIdx.y * kWarps + threadIdx.y) * TT * p.runs;
+  const int t_stop = min(t_begin + TT * p.runs, p.L);
+  float dw[K][V], db[V];
 #pragma unroll
-  for (int c = 0; c < kCV; c++) {
+  for (int c = 0; c < V; c++) {
     db[c] = 0.f;
 #pragma unroll
     for (int j = 0; j < K; j++) dw[j][c] = 0.f;
   }
-  if (active) {
-    const int nvalid = min(kCV, p.D - d);
-    float w[K][kCV], bias[kCV];
-    load_weights<K>(p, d, nvalid, w, bias);
-    const int64_t base = int64_t(b) * p.L * p.D;
+  if (d < p.D && t_begin < p.L) {
+    const int nvalid = min(V, p.D - d);
+    const int64_t base = int64_t(b) * p.L * p.D + d;
     const T* x = static_cast<const T*>(p.x) + base;
     const T* dy = static_cast<const T*>(p.dy) + base;
     T* dx = p.dx ? static_cast<T*>(p.dx) + base : nullptr;
-    const int32_t* seq = p.seq ? p.seq + int64_t(b) * p.L : nullptr;
+    const int32_t* seq = kSeq && p.seq ? p.seq + int64_t(b) * p.L : nullptr;
 
-    // Window slot j holds position tp - (K-1) + j: x, document id, and g (0 before t0: not
-    // needed, since dx is emitted only for s >= t0, which reads g at positions >= s).
-    float win[K][kCV], gw[K][kCV];
-    int sw[K];
-#pragma unroll
-    for (int j = 0; j < K; j++) {
-#pragma unroll
-      for (int c = 0; c < kCV; c++) win[j][c] = gw[j][c] = 0.f;
-      sw[j] = 0;
-    }
-#pragma unroll
-    for (int j = 0; j < K - 1; j++) {
-      const int s = t0 - (K - 1) + j;
-      if (s >= 0) {
-        load4(x, int64_t(s) * p.D + d, nvalid, p.vec, win[j]);
-        sw[j] = seq ? seq[s] : 0;
+    // Run at s0: x slot i = position s0 - (K-1) + i (NX slots), dy slot m = position s0+K-1+m
+    // (TT slots). Outside [0, L): 0 (g = 0 past L; x = 0 before 0) and the id INT_MIN.
+    // xn / gn: the TT new slots of the next run, loaded before this run is computed.
+    constexpr int NX = TT + 2 * (K - 1);
+    Raw<T, V> xr[NX], gr[TT], xn[TT], gn[TT];
+    int sq[kSeq ? NX : 1], sn[kSeq ? TT : 1];
+    (void)sq, (void)sn;
+    auto load_x = [&](Raw<T, V>& r, int& id, int s) {
+      if (s >= 0 && s < p.L) {
+        load_raw<T, V>(x, int64_t(s) * p.D, nvalid, p.vec, r);
+        if constexpr (kSeq) id = seq ? __ldg(seq + s) : 0;
+      } else {
+        zero_raw(r);
+        if constexpr (kSeq) id = INT_MIN;
       }
-    }
-    const int own_end = min(t0 + kTT, p.L);
-    const int tp_end = own_end + K - 1;  // dx[s] for s < own_end needs g up to s + K - 1
-    for (int tb = t0; tb < tp_end; tb += kUB) {
-      float xs[kUB][kCV], gs[kUB][kCV];
-      int ss[kUB];
+    };
+    auto load_g = [&](Raw<T, V>& r, int s) {
+      if (s < p.L)
+        load_raw<T, V>(dy, int64_t(s) * p.D, nvalid, p.vec, r);
+      else
+        zero_raw(r);
+    };
+    Raw<T, V> g0[K > 1 ? K - 1 : 1];  // dy of the segment's first K-1 positions
 #pragma unroll
-      for (int u = 0; u < kUB; u++) {
-        const int t = tb + u;
-        if (t < p.L && t < tp_end) {
-          load4(x, int64_t(t) * p.D + d, nvalid, p.vec, xs[u]);
-          load4(dy, int64_t(t) * p.D + d, nvalid, p.vec, gs[u]);
-          ss[u] = seq ? seq[t] : 0;
-        } else {
+    for (int i = 0; i < NX; i++) load_x(xr[i], sq[kSeq ? i : 0], t_begin - (K - 1) + i);
 #pragma unroll
-          for (int c = 0; c < kCV; c++) xs[u][c] = gs[u][c] = 0.f;  // past L: g = 0
-          ss[u] = INT_MIN;
-        }
+    for (int k = 0; k < K - 1; k++) load_g(g0[k], t_begin + k);
+#pragma unroll
+    for (int m = 0; m < TT; m++) load_g(gr[m], t_begin + K - 1 + m);
+    float w[K][V], bias[V];
+    load_params<K, V>(p, d, nvalid, w, bias);
+
+    // g at position q whose newest x slot is `hi` (x slots hi-K+1 .. hi), dy `gy`.
+    auto grad_pre = [&](int hi, const Raw<T, V>& gy, float (&g)[V]) {
+      float pre[V];
+#pragma unroll
+      for (int c = 0; c < V; c++) pre[c] = bias[c];
+#pragma unroll
+      for (int j = 0; j < K; j++) {
+        bool keep = true;
+        if constexpr (kSeq) keep = sq[hi - K + 1 + j] == sq[hi];
+#pragma unroll
+        for (int c = 0; c < V; c++) pre[c] = keep ? fmaf(w[j][c], elem(xr[hi - K + 1 + j], c), pre[c]) : pre[c];
       }
 #pragma unroll
-      for (int u = 0; u < kUB; u++) {
-        const int tp = tb + u;
-        if (tp >= tp_end) break;
+      for (int c = 0; c < V; c++) g[c] = p.silu ? elem(gy, c) * silu_grad_f(pre[c]) : elem(gy, c);
+    };
+    // gwin[k] = g at position s - 1 + k before step m (s = s0 + m); the prologue fills
+    // gwin[1..K-1] with the g of positions t_begin .. t_begin+K-2 (x slots K-1 .. 2K-3).
+    float gwin[K][V];
 #pragma unroll
-        for (int c = 0; c < kCV; c++) win[K - 1][c] = xs[u][c];
-        sw[K - 1] = ss[u];
-        if (tp < p.L) {
-          float pre[kCV];
-          conv_pre<K>(w, bias, win, sw, seq != nullptr, pre);
+    for (int c = 0; c < V; c++) gwin[0][c] = 0.f;
 #pragma unroll
-          for (int c = 0; c < kCV; c++) gw[K - 1][c] = p.silu ? gs[u][c] * silu_grad_f(pre[c]) : gs[u][c];
-          if (tp < own_end) {
+    for (int k = 0; k < K - 1; k++) grad_pre(K - 1 + k, g0[k], gwin[k + 1]);
+
+    for (int s0 = t_begin; s0 < t_stop; s0 += TT) {
+      const int s1 = s0 + TT;
+      if (s1 < t_stop) {
 #pragma unroll
-            for (int j = 0; j < K; j++) {
-              const bool keep = !seq || sw[j] == sw[K - 1];
+        for (int i = 0; i < TT; i++) load_x(xn[i], sn[kSeq ? i : 0], s1 + K - 1 + i);
 #pragma unroll
-              for (int c = 0; c < kCV; c++) dw[j][c] = keep ? fmaf(gw[K - 1][c], win[j][c], dw[j][c]) : dw[j][c];
-            }
+        for (int i = 0; i < TT; i++) load_g(gn[i], s1 + K - 1 + i);
+      }
 #pragma unroll
-            for (int c = 0; c < kCV; c++) db[c] += gw[K - 1][c];
-          }
-        } else {
+      for (int m = 0; m < TT; m++) {
+        // New g at position s0+K-1+m (x slot m+2K-2); then gwin = g(s .. s+K-1), s = s0+m.
 #pragma unroll
-          for (int c = 0; c < kCV; c++) gw[K - 1][c] = 0.f;
+        for (int k = 0; k < K - 1; k++)
+#pragma unroll
+          for (int c = 0; c < V; c++) gwin[k][c] = gwin[k + 1][c];
+        grad_pre(m + 2 * (K - 1), gr[m], gwin[K - 1]);
+        const int s = s0 + m;  // x slot m + K - 1
+        if (s >= t_stop) break;
+#pragma unroll
+        for (int j = 0; j < K; j++) {  // dw[j] += g(s) x(s-K+1+j), x slot m + j
+          bool keep = true;
+          if constexpr (kSeq) keep = sq[m + j] == sq[m + K - 1];
+#pragma unroll
+          for (int c = 0; c < V; c++) dw[j][c] = keep ? fmaf(gwin[0][c], elem(xr[m + j], c), dw[j][c]) : dw[j][c];
         }
-        const int s = tp - (K - 1);  // slot 0
-        if (s >= t0 && dx) {
-          float v[kCV] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-          for (int j = 0; j < K; j++) {  // output position s + K-1-j is slot K-1-j
-            const bool keep = !seq || sw[0] == sw[K - 1 - j];
+        for (int c = 0; c < V; c++) db[c] += gwin[0][c];
+        if (dx) {  // dx(s) = sum_j w[j] g(s+K-1-j), x slot m + 2K-2-j
+          float v[V];
 #pragma unroll
-            for (int c = 0; c < kCV; c++) v[c] = keep ? fmaf(w[j][c], gw[K - 1 - j][c], v[c]) : v[c];
+          for (int c = 0; c < V; c++) v[c] = 0.f;
+#pragma unroll
+          for (int j = 0; j < K; j++) {
+            bool keep = true;
+            if constexpr (kSeq) keep = sq[m + K - 1] == sq[m + 2 * K - 2 - j];
+#pragma unroll
+            for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], gwin[K - 1 - j][c], v[c]) : v[c];
           }
-          store4(dx, int64_t(s) * p.D + d, nvalid, p.vec, v);
+          store_vals<T, V>(dx, int64_t(s) * p.D, nvalid, p.vec, v);
         }
+      }
+      // The next run starts TT steps later: its first x slots are this run's tail (gwin
+      // already holds g of its first K-1 positions).
 #pragma unroll
-        for (int j = 0; j < K - 1; j++) {
+      for (int i = 0; i < 2 * (K - 1); i++) {
+        xr[i] = xr[i + TT];
+        if constexpr (kSeq) sq[i] = sq[i + TT];
+      }
 #pragma unroll
-          for (int c = 0; c < kCV; c++) {
-            win[j][c] = win[j + 1][c];
-            gw[j][c] = gw[j + 1][c];
-          }
-          sw[j] = sw[j + 1];
-        }
+      for (int i = 0; i < TT; i++) {
+        xr[2 * (K - 1) + i] = xn[i];
+        if constexpr (kSeq) sq[2 * (K - 1) + i] = sn[i];
+        gr[i] = gn[i];
       }
     }
   }
-  // Block partial of dw / dbias: sum over the kBY time runs.
+  // Block partial of dw / dbias: the kWarps segments summed in warp order.
 #pragma unroll
-  for (int c = 0; c < kCV; c++) {
+  for (int c = 0; c < V; c++) {
 #pragma unroll
-    for (int j = 0; j < K; j++) s_part[threadIdx.y][threadIdx.x * kCV + c][j] = dw[j][c];
-    s_part[threadIdx.y][threadIdx.x * kCV + c][K] = db[c];
+    for (int j = 0; j < K; j++) s_part[threadIdx.y][threadIdx.x * V + c][j] = dw[j][c];
+    s_part[threadIdx.y][threadIdx.x * V + c][K] = db[c];
   }
   __syncthreads();
-  const int tid = threadIdx.y * kBX + threadIdx.x;  // one channel of the block's 128 per thread
-  const int dc = blockIdx.x * kBX * kCV + tid;
-  if (dc < p.D) {
-    float* out = p.partial + ((int64_t(b) * gridDim.y + blockIdx.y) * p.D + dc) * (K + 1);
+  constexpr int kThreads = kLanes * kWarps;
+  const int tid = threadIdx.y * kLanes + threadIdx.x;
+  const int ch0 = blockIdx.x * kLanes * V;
+  for (int ch = tid; ch < kLanes * V; ch += kThreads) {
+    if (ch0 + ch >= p.D) continue;
+    float* out = p.partial + ((int64_t(b) * gridDim.y + blockIdx.y) * p.D + ch0 + ch) * (K + 1);
 #pragma unroll
     for (int j = 0; j <= K; j++) {
       float s = 0.f;
 #pragma unroll
-      for (int r = 0; r < kBY; r++) s += s_part[r][tid][j];
+      for (int r = 0; r < kWarps; r++) s += s_part[r][ch][j];
       out[j] = s;
     }
   }
-}
-
-// dw_acc[d, j] += sum_p partial[p, d, j]; dbias_acc[d] += sum_p partial[p, d, K].
-__global__ void conv_weight_grads_kernel(const float* partial, int P, int D, int K, float* dw_acc, float* dbias_acc) {
-  const int64_t n = int64_t(D) * (K + 1);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float s = 0.f;
-    for (int q = 0; q < P; q++) s += partial[int64_t(q) * n + i];
-    const int64_t dd = i / (K + 1);
-    const int j = int(i - dd * (K + 1));
+  if (!p.counters) return;  // conv_weight_grads_kernel adds the partials
+  // The last block of this channel tile to finish adds the tile's partials, rows q = 0 .. P-1
+  // in order for each column: a fixed order whatever the block schedule (column_reduce.cuh).
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    const unsigned int done = atomicAdd(&p.counters[blockIdx.x], 1u);
+    s_last = done == gridDim.y * gridDim.z - 1;
+    if (s_last) p.counters[blockIdx.x] = 0;  // ready for the next reduction on this stream
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  constexpr int kCols = (kLanes * V * (K + 1) + kThreads - 1) / kThreads;
+  const int ncol = min(kLanes * V, p.D - ch0) * (K + 1);
+  const int P = int(gridDim.y * gridDim.z);
+  const int64_t row = int64_t(p.D) * (K + 1);
+  const float* src = p.partial + int64_t(ch0) * (K + 1);
+  float acc[kCols];
+#pragma unroll
+  for (int k = 0; k < kCols; k++) acc[k] = 0.f;
+#pragma unroll 4
+  for (int q = 0; q < P; q++) {
+#pragma unroll
+    for (int k = 0; k < kCols; k++) {
+      const int col = tid + k * kThreads;
+      if (col < ncol) acc[k] += __ldcg(src + q * row + col);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kCols; k++) {
+    const int col = tid + k * kThreads;
+    if (col >= ncol) continue;
+    const int cc = col / (K + 1), j = col - cc * (K + 1);
     if (j < K) {
-      if (dw_acc) dw_acc[dd * K + j] += s;
-    } else if (dbias_acc) {
-      dbias_acc[dd] += s;
+      if (p.dw_acc) p.dw_acc[int64_t(ch0 + cc) * K + j] += acc[k];
+    } else if (p.dbias_acc) {
+      p.dbias_acc[ch0 + cc] += acc[k];
     }
   }
 }
 
-dim3 conv_grid(const ConvParams& p) {
-  return dim3(unsigned((p.D + kBX * kCV - 1) / (kBX * kCV)), unsigned((p.L + kBY * kTT - 1) / (kBY * kTT)),
-              unsigned(p.B));
+// dw_acc[d, j] += sum_q partial[q, d, j]; dbias_acc[d] += sum_q partial[q, d, K]. Block (32, 8):
+// 32 columns of the [P, n] partial matrix; row group y sums rows y, y+8, ... in order, then the
+// 8 group sums are added in group order: a fixed order whatever the scheduling.
+constexpr int kRedX = 32, kRedY = 8;
+__global__ void __launch_bounds__(kRedX* kRedY)
+    conv_weight_grads_kernel(const float* partial, int P, int64_t n, int K, float* dw_acc, float* dbias_acc) {
+  __shared__ float s_sum[kRedY][kRedX];
+  const int64_t i = int64_t(blockIdx.x) * kRedX + threadIdx.x;
+  float acc = 0.f;
+  if (i < n) {
+#pragma unroll 4
+    for (int q = threadIdx.y; q < P; q += kRedY) acc += partial[int64_t(q) * n + i];
+  }
+  s_sum[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y != 0 || i >= n) return;
+  float s = 0.f;
+#pragma unroll
+  for (int r = 0; r < kRedY; r++) s += s_sum[r][threadIdx.x];
+  const int64_t dd = i / (K + 1);
+  const int j = int(i - dd * (K + 1));
+  if (j < K) {
+    if (dw_acc) dw_acc[dd * K + j] += s;
+  } else if (dbias_acc) {
+    dbias_acc[dd] += s;
+  }
 }
 
-template <class T, int K>
-void launch_conv(const ConvParams& p, bool backward) {
-  const dim3 block(kBX, kBY);
-  if (backward)
-    conv_backward_kernel<T, K><<<conv_grid(p), block, 0, current_stream()>>>(p);
-  else
-    conv_forward_kernel<T, K><<<conv_grid(p), block, 0, current_stream()>>>(p);
+// ---- launch ----------------------------------------------------------------------------------
+// Default tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both
+// directions (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more
+// warps per SM win). Benchmarking switches (bf16, K = 4, no documents): LMF_CONV_FWD_VARIANT=1
+// (at least 5 resident blocks: <= 102 registers), LMF_CONV_BWD_VARIANT=1 (at least 4 blocks) /
+// 2 (2 channels per thread); LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS force the runs per thread;
+// LMF_CONV_WGRAD=kernel sums the dw / dbias partials in a second kernel instead of the
+// backward's last blocks.
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : 0;
+}
+
+// Runs per thread: the fewest that fit the grid in one wave of resident blocks (a thread then
+// streams its rows with the next run's loads in flight), at most kMaxRuns.
+int choose_runs(int64_t blocks_one_run_per_row, int64_t tiles, int slots_per_sm) {
+  const int64_t slots = int64_t(slots_per_sm) * sm_count();
+  int runs = 1;
+  while (runs < kMaxRuns && blocks_one_run_per_row * ((tiles + runs - 1) / runs) > slots) runs++;
+  return runs;
+}
+
+template <class KernelFn>
+int resident_blocks(KernelFn kernel) {
+  int n = 0;
+  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kLanes * kWarps, 0));
+  return n < 1 ? 1 : n;
+}
+
+struct BwdLaunch {
+  Tensor partial;  // [P, D, K + 1]
+  int P = 0;
+  bool finished = false;  // the backward's last blocks added the partials to dw_acc / dbias_acc
+};
+
+template <class T, int K, bool kSeq, int V, int TT, int kMB>
+void launch_one(ConvParams p, bool backward, BwdLaunch* out, Device dev) {
+  const int64_t per_block = int64_t(kWarps) * TT;
+  const int64_t gx = (p.D + kLanes * V - 1) / (kLanes * V);
+  const int64_t tiles = (p.L + per_block - 1) / per_block;
+  const uintptr_t align = uintptr_t(V) * sizeof(T);
+  auto al = [&](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % align == 0; };
+  p.vec = p.D % V == 0 && al(p.x) && al(p.y) && al(p.dy) && al(p.dx);
+  const dim3 block(kLanes, kWarps);
+  auto kernel = backward ? conv_bwd_kernel<T, K, V, TT, kSeq, kMB> : conv_fwd_kernel<T, K, V, TT, kSeq, kMB>;
+  static const int slots_fwd = resident_blocks(conv_fwd_kernel<T, K, V, TT, kSeq, kMB>);
+  static const int slots_bwd = resident_blocks(conv_bwd_kernel<T, K, V, TT, kSeq, kMB>);
+  const int slots = backward ? slots_bwd : slots_fwd;
+  p.runs = choose_runs(gx * p.B, tiles, slots);
+  if (const int r = env_int(backward ? "LMF_CONV_BWD_RUNS" : "LMF_CONV_FWD_RUNS"); r > 0) p.runs = r;
+  const int64_t gy = (tiles + p.runs - 1) / p.runs;
+  const dim3 grid(unsigned(gx), unsigned(gy), unsigned(p.B));
+  if (backward) {
+    out->P = p.B * int(gy);
+    out->partial = Tensor::empty({int64_t(out->P), int64_t(p.D), int64_t(K + 1)}, DType::f32, dev);
+    p.partial = out->partial.data<float>();
+    const char* wg = std::getenv("LMF_CONV_WGRAD");
+    const bool second_kernel = wg && std::string(wg) == "kernel";
+    if ((p.dw_acc || p.dbias_acc) && !second_kernel && gx <= kReduceCounters) {
+      p.counters = reduce_counters();
+      out->finished = true;
+    }
+  }
+  kernel<<<grid, block, 0, current_stream()>>>(p);
   LMF_CUDA_CHECK_LAUNCH();
 }
 
+template <class T, int K>
+void launch_k(const ConvParams& p, bool backward, BwdLaunch* out, Device dev) {
+  // K = 4 in f32 / bf16 (every Mamba checkpoint) gets a kernel without document checks when
+  // there are no documents; other K and f16 share the kernel with the checks (seq may be null).
+  constexpr bool kHot = K == 4 && !std::is_same_v<T, __half>;
+  if constexpr (kHot) {
+    if (!p.seq) {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        const int var = env_int(backward ? "LMF_CONV_BWD_VARIANT" : "LMF_CONV_FWD_VARIANT");
+        if (!backward && var == 1) return launch_one<T, K, false, 4, 8, 5>(p, false, out, dev);
+        if (backward && var == 1) return launch_one<T, K, false, 4, 8, 4>(p, true, out, dev);
+        if (backward && var == 2) return launch_one<T, K, false, 2, 8, 1>(p, true, out, dev);
+      }
+      return launch_one<T, K, false, 4, 8, 1>(p, backward, out, dev);
+    }
+  }
+  launch_one<T, K, true, 4, 8, 1>(p, backward, out, dev);
+}
+
 template <class T>
-void launch_conv_any_k(const ConvParams& p, int K, bool backward) {
+void launch_any_k(const ConvParams& p, int K, bool backward, BwdLaunch* out, Device dev) {
   switch (K) {
-    case 1: launch_conv<T, 1>(p, backward); break;
-    case 2: launch_conv<T, 2>(p, backward); break;
-    case 3: launch_conv<T, 3>(p, backward); break;
-    case 4: launch_conv<T, 4>(p, backward); break;
-    case 5: launch_conv<T, 5>(p, backward); break;
-    case 6: launch_conv<T, 6>(p, backward); break;
-    case 7: launch_conv<T, 7>(p, backward); break;
-    default: launch_conv<T, 8>(p, backward); break;
+    case 1: launch_k<T, 1>(p, backward, out, dev); break;
+    case 2: launch_k<T, 2>(p, backward, out, dev); break;
+    case 3: launch_k<T, 3>(p, backward, out, dev); break;
+    case 4: launch_k<T, 4>(p, backward, out, dev); break;
+    case 5: launch_k<T, 5>(p, backward, out, dev); break;
+    case 6: launch_k<T, 6>(p, backward, out, dev); break;
+    case 7: launch_k<T, 7>(p, backward, out, dev); break;
+    default: launch_k<T, 8>(p, backward, out, dev); break;
   }
 }
 
@@ -372,9 +615,6 @@ ConvParams make_conv_params(const char* op, const Tensor& x, const Tensor& w, co
   p.B = int(B);
   p.L = int(L);
   p.D = int(D);
-  const uintptr_t align = uintptr_t(kCV) * dtype_size(x.dtype());
-  p.vec = D % kCV == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % align == 0 &&
-          reinterpret_cast<uintptr_t>(other.data_ptr()) % align == 0;
   return p;
 }
 
@@ -387,7 +627,7 @@ void causal_conv1d_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
   p.y = y.data_ptr();
   p.silu = silu;
   if (x.numel() == 0) return;
-  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_conv_any_k<T>(p, int(w.size(1)), false); });
+  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, int(w.size(1)), false, nullptr, x.device()); });
 }
 
 void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& seq_idx,
@@ -402,18 +642,16 @@ void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias
   if (x.numel() == 0) return;
   p.dy = dy.data_ptr();
   p.dx = dx.defined() ? dx.data_ptr() : nullptr;
-  if (p.dx && reinterpret_cast<uintptr_t>(p.dx) % (uintptr_t(kCV) * dtype_size(x.dtype())) != 0) p.vec = false;
   p.silu = silu;
+  p.dw_acc = dw_acc.defined() ? dw_acc.data<float>() : nullptr;
+  p.dbias_acc = dbias_acc.defined() ? dbias_acc.data<float>() : nullptr;
   const int K = int(w.size(1));
-  const dim3 grid = conv_grid(p);
-  const int P = p.B * int(grid.y);
-  Tensor partial = Tensor::empty({int64_t(P), int64_t(p.D), int64_t(K + 1)}, DType::f32, x.device());
-  p.partial = partial.data<float>();
-  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_conv_any_k<T>(p, K, true); });
-  if (dw_acc.defined() || dbias_acc.defined()) {
+  BwdLaunch bl;  // the partials; freed (stream-ordered) after the reduction is enqueued
+  dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, K, true, &bl, x.device()); });
+  if ((dw_acc.defined() || dbias_acc.defined()) && !bl.finished) {
     const int64_t n = int64_t(p.D) * (K + 1);
-    conv_weight_grads_kernel<<<blocks_for(n), 256, 0, current_stream()>>>(
-        p.partial, P, p.D, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
+    conv_weight_grads_kernel<<<unsigned((n + kRedX - 1) / kRedX), dim3(kRedX, kRedY), 0, current_stream()>>>(
+        bl.partial.data<float>(), bl.P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
         dbias_acc.defined() ? dbias_acc.data<float>() : nullptr);
     LMF_CUDA_CHECK_LAUNCH();
   }
