@@ -157,13 +157,67 @@ TEST(OpsCrossEntropyCuda, ScratchMemoryIsBounded) {
   synchronize(dev);
   const size_t before = memory_stats(dev).current_bytes;
   reset_peak_memory(dev);
-  auto res = ops::cross_entropy(h, W, tg);
+  ops::CrossEntropyOptions tiled;
+  tiled.logits_cache_mb = 0;  // the bounded-scratch path (the default keeps <= 2 GiB of logits)
+  auto res = ops::cross_entropy(h, W, tg, Tensor(), tiled);
   autograd::backward(res.loss);
   synchronize(dev);
   const size_t extra = memory_stats(dev).peak_bytes - before;
   EXPECT_LT(extra, size_t(200) << 20) << "peak extra bytes " << extra;
   EXPECT_GT(res.loss.item(), 0.0);
   EXPECT_TRUE(test::all_finite(slot));
+}
+
+// The whole-logits buffer (kept from the forward, read by the backward instead of a second GEMM)
+// gives what the tiled path gives: loss and per-row losses to fp32 rounding, top-k exactly, gradients to the last
+// bits of a different GEMM split; with weights, bias, ignored rows and a vocabulary that is not
+// a multiple of 8. Its memory is the f32 matrix and no more than that.
+TEST(OpsCrossEntropyCuda, CachedLogitsMatchTiledPath) {
+  const int64_t N = 1000, H = 96, V = 5003;
+  Device dev = Device::cuda(0);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor h0 = random_tensor({N, H}, dt, 41, -1.f, 1.f, dev);
+    Tensor W0 = random_tensor({V, H}, dt, 42, -0.3f, 0.3f, dev);
+    Tensor b0 = random_tensor({V}, dt, 43, -0.5f, 0.5f, dev);
+    Tensor tg = make_targets(N, V, 7, 44).to(dev);
+    Tensor wts = random_tensor({N}, DType::f32, 45, 0.1f, 1.f, dev);
+    struct Out {
+      ops::CrossEntropyResult r;
+      std::vector<double> dh, dW, db;
+      size_t extra;
+    };
+    auto run = [&](int64_t cache_mb) {
+      Tensor h = h0.clone(), W = W0.clone(), b = b0.clone();
+      for (Tensor* t : {&h, &W, &b}) autograd::set_requires_grad(*t);
+      ops::CrossEntropyOptions opt;
+      opt.want_topk = true;
+      opt.logits_cache_mb = cache_mb;
+      synchronize(dev);
+      const size_t before = memory_stats(dev).current_bytes;
+      reset_peak_memory(dev);
+      Out o;
+      o.r = ops::cross_entropy_with_bias(h, W, b, tg, wts, opt);
+      autograd::backward(o.r.loss);
+      synchronize(dev);
+      o.extra = memory_stats(dev).peak_bytes - before;
+      o.dh = autograd::grad(h).to_double_vector();
+      o.dW = autograd::grad(W).to_double_vector();
+      o.db = autograd::grad(b).to_double_vector();
+      return o;
+    };
+    const Out tiled = run(0), cached = run(2048);
+    EXPECT_NEAR(cached.r.loss.item(), tiled.r.loss.item(), 1e-6 * std::fabs(tiled.r.loss.item()));
+    EXPECT_LT(test::rel_error(cached.r.row_loss.to_double_vector(), tiled.r.row_loss.to_double_vector()), 1e-6);
+    EXPECT_EQ(cached.r.topk_hits, tiled.r.topk_hits);
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    EXPECT_LT(test::rel_error(cached.dh, tiled.dh), tol);
+    EXPECT_LT(test::rel_error(cached.dW, tiled.dW), tol);
+    EXPECT_LT(test::rel_error(cached.db, tiled.db), tol);
+    const size_t matrix = size_t(N) * size_t((V + 7) / 8 * 8) * 4;
+    EXPECT_GE(cached.extra, matrix);
+    EXPECT_LT(cached.extra, matrix + (size_t(64) << 20));
+  }
 }
 
 // The MLM decoder's vocabulary bias: logits = h W^T + b; loss, dh, dW and db against the CPU,

@@ -1,5 +1,6 @@
 #include "lmforge/ops/cross_entropy.h"
 
+#include <cstdlib>
 #include <vector>
 
 #include "lmforge/autograd/tape.h"
@@ -114,6 +115,20 @@ AccTarget acc_target(const ag::GradContext& ctx, int j, const Tensor& like, DTyp
   return a;
 }
 
+// The whole-logits buffer of the CUDA kernels (kernel_list.inc), or undefined: only on CUDA, when
+// a backward will follow (the caller checks), no chunk sizes are forced and N x ld f32 fits the budget.
+Tensor logits_cache(const Tensor& h, int64_t V, const CrossEntropyOptions& opt) {
+  if (!h.device().is_cuda() || opt.chunk_rows > 0 || opt.chunk_vocab > 0) return Tensor();
+  int64_t budget_mb = opt.logits_cache_mb;
+  if (budget_mb < 0) {
+    const char* env = std::getenv("LMF_CE_LOGITS_CACHE_MB");
+    budget_mb = env && *env ? std::atoll(env) : 2048;
+  }
+  const int64_t N = h.size(0), ld = (V + 7) / 8 * 8;
+  if (budget_mb <= 0 || N == 0 || N * ld * 4 > (budget_mb << 20)) return Tensor();
+  return Tensor::empty({N, ld}, DType::f32, h.device());
+}
+
 CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, const Tensor& W_in,
                        const Tensor& bias_in, const Tensor& targets, const Tensor& weights,
                        const CrossEntropyOptions& opt) {
@@ -126,9 +141,12 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
   Tensor lse = Tensor::empty({N}, acc, dev);
   Tensor row_loss = Tensor::empty({N}, acc, dev);
   Tensor hits = opt.want_topk ? Tensor::empty({3}, DType::i64, dev) : Tensor();
+  const bool backward_follows = ag::grad_mode_enabled() && (ag::requires_grad(h_in) || ag::requires_grad(W_in) ||
+                                                           ag::requires_grad(bias_in));
+  Tensor logits = backward_follows ? logits_cache(p.h, p.W.size(0), opt) : Tensor();
   {
     CrossEntropyChunksGuard guard(chunks);
-    LMF_DISPATCH(p.h, cross_entropy_forward, p.h, p.W, p.bias, p.targets, p.weights, lse, row_loss, hits);
+    LMF_DISPATCH(p.h, cross_entropy_forward, p.h, p.W, p.bias, p.targets, p.weights, lse, row_loss, hits, logits);
   }
 
   CrossEntropyResult res;
@@ -155,7 +173,7 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
   Tensor h = ag::detach(p.h), W = ag::detach(p.W), b = p.bias.defined() ? ag::detach(p.bias) : Tensor();
   Tensor tg = p.targets, wt = p.weights;
   ag::record(op, {h_in, W_in, bias_in}, {&res.loss, &res.sum_loss},
-             [h, W, b, tg, wt, lse, inv_denom, chunks, h_shape, acc](ag::GradContext& ctx) -> std::vector<Tensor> {
+             [h, W, b, tg, wt, lse, inv_denom, chunks, h_shape, acc, logits](ag::GradContext& ctx) -> std::vector<Tensor> {
                // d total / d (sum of row losses): the upstream gradients of both outputs (read on
                // the host: one sync per backward of the loss).
                const double g = ctx.grad_output(0).item() * inv_denom + ctx.grad_output(1).item();
@@ -167,7 +185,8 @@ CrossEntropyResult run(const char* op, const char* h_name, const Tensor& h_in, c
                  if (dh.defined()) dh.zero_();
                } else if (dh.defined() || dW.target.defined() || db.target.defined()) {
                  CrossEntropyChunksGuard guard(chunks);
-                 LMF_DISPATCH(h, cross_entropy_backward, h, W, b, tg, wt, lse, float(g), dh, dW.target, db.target);
+                 LMF_DISPATCH(h, cross_entropy_backward, h, W, b, tg, wt, lse, float(g), dh, dW.target, db.target,
+                              logits);
                }
                // A slot of another dtype or layout gets the gradient added afterwards.
                for (AccTarget* a : {&dW, &db})

@@ -34,6 +34,11 @@ struct CrossEntropyOptions {
   // Scratch memory is about chunk_rows * chunk_vocab * 4 bytes.
   int64_t chunk_rows = 0;
   int64_t chunk_vocab = 0;
+  // CUDA: keep the whole f32 logits matrix between forward and backward (the backward then
+  // reads it instead of recomputing it: one GEMM of the four less) when it takes at most this
+  // many MiB and no chunk sizes are given. -1: the environment's LMF_CE_LOGITS_CACHE_MB, else
+  // 2048; 0: never (bounded scratch, the tiled path).
+  int64_t logits_cache_mb = -1;
 };
 
 struct CrossEntropyResult {

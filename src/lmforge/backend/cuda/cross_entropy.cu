@@ -98,6 +98,16 @@ Tiles tiles_for(int64_t N, int64_t V) {
   return t;
 }
 
+// The whole [N, V] matrix as one tile when the caller passes an f32 logits buffer [N, ld].
+Tiles tiles_or_whole(int64_t N, int64_t V, const Tensor& logits) {
+  if (!logits.defined()) return tiles_for(N, V);
+  LMF_CHECK(logits.dtype() == DType::f32 && logits.is_contiguous() && N > 0 && logits.numel() % N == 0,
+            "cross_entropy: the logits buffer must be f32 [N, ld]");
+  const int64_t ld = logits.numel() / N;
+  LMF_CHECK(ld >= V && ld % 8 == 0, "cross_entropy: the logits buffer's row length must be >= V and a multiple of 8");
+  return {N, V, ld};
+}
+
 // ---- device helpers ------------------------------------------------------------------------
 
 // Merges the log-sum-exp state (m2, s2) into (m, s): s = sum exp(z - m) over both sets.
@@ -364,7 +374,8 @@ void tile_logits(const T* h, const T* W, int64_t H, int64_t r0, int64_t rb, int6
 }  // namespace
 
 void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
-                           const Tensor& weights, const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits) {
+                           const Tensor& weights, const Tensor& lse, const Tensor& row_loss, const Tensor& topk_hits,
+                           const Tensor& logits) {
   const Sizes sz = check_args(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == DType::f32 && row_loss.dtype() == DType::f32 && lse.numel() == sz.N &&
             row_loss.numel() == sz.N);
@@ -373,12 +384,12 @@ void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& bias,
   cudaStream_t stream = current_stream();
   if (want_topk) LMF_CUDA_CHECK(cudaMemsetAsync(topk_hits.data_ptr(), 0, 3 * sizeof(int64_t), stream));
   if (sz.N == 0) return;
-  const Tiles tl = tiles_for(sz.N, sz.V);
+  const Tiles tl = tiles_or_whole(sz.N, sz.V, logits);
   const Device dev = h.device();
   Tensor z_target = Tensor::empty({sz.N}, DType::f32, dev);
   Tensor run_max = Tensor::empty({sz.N}, DType::f32, dev), run_sum = Tensor::empty({sz.N}, DType::f32, dev);
   Tensor greater = Tensor::empty({sz.N}, DType::i32, dev);
-  Tensor tile = Tensor::empty({tl.rows * tl.ld}, DType::f32, dev);
+  Tensor tile = logits.defined() ? logits : Tensor::empty({tl.rows * tl.ld}, DType::f32, dev);
 
   dispatch_floating(h.dtype(), "cross_entropy_forward", [&]<class T>() {
     dispatch_index(targets.dtype(), [&]<class I>() {
@@ -413,7 +424,7 @@ void cross_entropy_forward(const Tensor& h, const Tensor& W, const Tensor& bias,
 
 void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& bias, const Tensor& targets,
                             const Tensor& weights, const Tensor& lse, float grad_scale, const Tensor& dh,
-                            const Tensor& dW_acc, const Tensor& dbias_acc) {
+                            const Tensor& dW_acc, const Tensor& dbias_acc, const Tensor& logits) {
   const Sizes sz = check_args(h, W, bias, targets, weights);
   LMF_CHECK(lse.dtype() == DType::f32 && lse.numel() == sz.N);
   LMF_CHECK(!dh.defined() || (dh.dtype() == h.dtype() && dh.numel() == h.numel() && dh.is_contiguous()));
@@ -422,10 +433,12 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& bias
   LMF_CHECK(!dbias_acc.defined() ||
             (dbias_acc.dtype() == DType::f32 && dbias_acc.numel() == sz.V && dbias_acc.is_contiguous()));
   if (sz.N == 0 || (!dh.defined() && !dW_acc.defined() && !dbias_acc.defined())) return;
-  const Tiles tl = tiles_for(sz.N, sz.V);
+  const Tiles tl = tiles_or_whole(sz.N, sz.V, logits);
   const Device dev = h.device();
   cudaStream_t stream = current_stream();
-  Tensor tile = Tensor::empty({tl.rows * tl.ld}, DType::f32, dev);
+  // With the forward's whole-matrix buffer the logits are read back, not recomputed.
+  const bool cached = logits.defined();
+  Tensor tile = cached ? logits : Tensor::empty({tl.rows * tl.ld}, DType::f32, dev);
 
   dispatch_floating(h.dtype(), "cross_entropy_backward", [&]<class T>() {
     dispatch_index(targets.dtype(), [&]<class I>() {
@@ -448,7 +461,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& W, const Tensor& bias
         if (pdh) acc = widen ? ptr<float>(dh_acc) : reinterpret_cast<float*>(pdh + r0 * sz.H);
         for (int64_t v0 = 0; v0 < sz.V; v0 += tl.vocab) {
           const int64_t vc = std::min(tl.vocab, sz.V - v0);
-          tile_logits<T>(ph, pw, sz.H, r0, rb, v0, vc, ptr<float>(tile), tl.ld);
+          if (!cached) tile_logits<T>(ph, pw, sz.H, r0, rb, v0, vc, ptr<float>(tile), tl.ld);
           tile_dlogits_kernel<T, I><<<unsigned(rb), kRowThreads, 0, stream>>>(
               ptr<float>(tile), tl.ld, vc, r0, v0, sz.V, pb, pt, weights_ptr(weights), ptr<float>(lse), store_scale);
           LMF_CUDA_CHECK_LAUNCH();
