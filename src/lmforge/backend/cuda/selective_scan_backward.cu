@@ -10,17 +10,20 @@
 //     starts of its four 8-step sub-chunks; the sub-chunks from last to first recompute their 8
 //     steps forward keeping exp(dt A) and h in registers, then step backwards with the carried
 //     dL/dh (g_t = gy_t C_t + a_{t+1} g_{t+1}, a = 0 at document starts cuts it);
-//  3. finalize: dBm / dCm cast from their f32 accumulators, parameter gradients summed over the
-//     per-block partials into the *_acc tensors.
+//  3. finalize (scan_finalize_kernel, one launch): dBm / dCm cast from their f32 accumulators,
+//     parameter gradients summed over the per-block partials into the *_acc tensors.
+// (With the row-walker preparation, the default for large shapes, step 1 is
+// scan_bwd_prep_rows_kernel, which stores every 8-step sub-chunk start, and step 2 stages them.)
 // Reductions. dB_t[n] = sum_d g_t[n] dt u and dC_t[n] = sum_d gy h_t[n] are sums over channels:
-// transpose-reduced over the channel lanes of a warp (7 shuffles per step for 8 values), summed
-// over the block's warps in shared memory, then ONE float4 atomicAdd per (b, t, 4 states, B|C)
+// over the channel lanes of a warp (bf16 / f16 with G = 4: two tf32 mma per step and one
+// shuffle, selective_scan_grad.cuh; otherwise a 7-shuffle transpose-reduce), summed over the
+// block's warps in shared memory, then ONE float4 atomicAdd per (b, t, 4 states, B|C)
 // per block into f32 accumulators: the order of those D/32 additions varies run to run, so
 // dBm / dCm are non-deterministic in the last bits. dA_log, dD, ddelta_bias are reduced in a
 // fixed order (per-block partials [B * nseg, D(, N)], then a sum over the rows): deterministic.
 //
 // Launch of 2: grid (ceil(D / 32), nseg, B), 32 * G threads, BackwardLayout::kBytes of dynamic
-// shared memory (bf16, N = 16: ~48 KB, four blocks per SM on H100).
+// shared memory (bf16, N = 16: ~50 KB, four blocks per SM on H100).
 #include <algorithm>
 #include <cstdlib>
 
