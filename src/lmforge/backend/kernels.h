@@ -30,6 +30,8 @@ namespace cuda {
 #include "lmforge/backend/kernel_list.inc"
 // CUDA-only runtime helpers.
 void set_device(int index);
+// Total memory of CUDA device `index` in bytes (the driver's figure).
+size_t device_total_bytes(int index);
 }  // namespace cuda
 
 }  // namespace lmf

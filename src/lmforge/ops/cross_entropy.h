@@ -37,7 +37,7 @@ struct CrossEntropyOptions {
   // CUDA: keep the whole f32 logits matrix between forward and backward (the backward then
   // reads it instead of recomputing it: one GEMM of the four less) when it takes at most this
   // many MiB and no chunk sizes are given. -1: the environment's LMF_CE_LOGITS_CACHE_MB, else
-  // 2048; 0: never (bounded scratch, the tiled path).
+  // 1/16 of the device's memory up to 4096; 0: never (bounded scratch, the tiled path).
   int64_t logits_cache_mb = -1;
 };
 

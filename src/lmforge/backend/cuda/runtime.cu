@@ -73,4 +73,14 @@ void set_device(int index) {
   LMF_CUDA_CHECK(cudaSetDevice(index));
 }
 
+size_t device_total_bytes(int index) {
+  int prev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&prev));
+  if (prev != index) set_device(index);
+  size_t free_b = 0, total_b = 0;
+  LMF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  if (prev != index) LMF_CUDA_CHECK(cudaSetDevice(prev));
+  return total_b;
+}
+
 }  // namespace lmf::cuda
