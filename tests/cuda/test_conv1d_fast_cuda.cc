@@ -202,12 +202,16 @@ TEST(CudaConv1dFast, SeveralRunsPerThread) {
   }
 }
 
-TEST(CudaConv1dFast, WeightGradsInSecondKernel) {
-  // LMF_CONV_WGRAD=kernel: the partials summed by conv_weight_grads_kernel instead of the
-  // backward's last blocks.
-  ScopedEnv env("LMF_CONV_WGRAD", "kernel");
+TEST(CudaConv1dFast, WeightGradsWithProgrammaticLaunch) {
+  // LMF_CONV_PDL=1: the partial sum starts while the backward finishes and waits for it
+  // (griddepcontrol); with the backward variants too.
+  ScopedEnv env("LMF_CONV_PDL", "1");
   for (DType dt : {DType::f32, DType::bf16})
-    for (size_t i : {0, 1, 3, 6}) check_case(kCases[i], dt, 600 + 10 * i, "wgrad kernel");
+    for (size_t i : {0, 1, 3, 6}) check_case(kCases[i], dt, 600 + 10 * i, "pdl");
+  for (const char* v : {"1", "2"}) {
+    ScopedEnv b("LMF_CONV_BWD_VARIANT", v);
+    check_case(kCases[0], DType::bf16, 650, cat("pdl variant ", v));
+  }
 }
 
 TEST(CudaConv1dFast, TileVariants) {
@@ -232,7 +236,7 @@ TEST(CudaConv1dFast, BackwardWithoutDxAndDeterministic) {
   Tensor seq = doc_ids(B, L).to(kGpu);
   for (const char* runs : {"1", "4", "4k"}) {
     ScopedEnv env("LMF_CONV_BWD_RUNS", std::string(runs) == "4k" ? "4" : runs);
-    ScopedEnv wg("LMF_CONV_WGRAD", std::string(runs) == "4k" ? "kernel" : nullptr);
+    ScopedEnv wg("LMF_CONV_PDL", std::string(runs) == "4k" ? "1" : nullptr);
     std::vector<std::vector<float>> dws, dbs;
     for (int rep = 0; rep < 3; rep++) {
       Tensor dw = Tensor::zeros({D, K}, DType::f32, kGpu), db = Tensor::zeros({D}, DType::f32, kGpu);
@@ -300,10 +304,10 @@ TEST(CudaConv1dFast, DISABLED_TimeVariants) {
     }
     const double us_fdoc = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, seq, y, true); });
     std::printf("conv_fwd %s default docs: %.1f us\n", s.name, us_fdoc);
-    for (const char* v : {"0", "1", "2", "0k", "1k"}) {
+    for (const char* v : {"0", "1", "2", "0k", "1k", "2k"}) {
       for (const char* runs : {"auto", "2", "4", "8", "16"}) {
         ScopedEnv b("LMF_CONV_BWD_VARIANT", std::string(v).substr(0, 1).c_str());
-        ScopedEnv wg("LMF_CONV_WGRAD", std::string(v).size() > 1 ? "kernel" : nullptr);
+        ScopedEnv wg("LMF_CONV_PDL", std::string(v).size() > 1 ? "1" : nullptr);
         ScopedEnv r("LMF_CONV_BWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
         const double us = median_us([&] { cuda::causal_conv1d_backward(x, w, bias, Tensor(), dy, dx, dw, db, true); });
         std::printf("conv_bwd %s variant %s runs %s: %.1f us (%.0f GB/s)\n", s.name, v, runs, us, 3 * mb / us * 1e3);
