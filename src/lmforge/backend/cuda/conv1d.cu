@@ -12,12 +12,14 @@
 //
 // Forward: y[t] = act(bias + sum_j w[j] x[t-K+1+j]) (same document only).
 //
-// Backward: for its run a thread recomputes the pre-activation and g = dy * silu'(pre) for the
-// TT own steps plus the K-1 following ones (the transposed conv needs g[s .. s+K-1] for dx[s]):
-// dx[s] = sum_j w[j] g[s+K-1-j] (same document). dw[d, j] and dbias[d] are summed per thread
-// over its own steps, then over the block's kWarps warps in shared memory, written as one
-// partial per (b, block row); conv_weight_grads_kernel sums the partials in a fixed order into
-// dw_acc / dbias_acc: deterministic, no atomics.
+// Backward: dx[s] = sum_j w[j] g[s+K-1-j] (same document), g = dy * silu'(pre). The carrying
+// kernel (bf16, K = 4, no documents) computes g once per position and keeps the last K-1 in
+// registers from run to run; the recomputing kernel (every other case: fewer registers with
+// documents / f32 / larger K) recomputes g for the K-1 steps after each run. dw[d, j] and
+// dbias[d] are summed per thread over its own steps, then over the block's kWarps warps in
+// shared memory, written as one partial per (b, block row); conv_weight_grads_kernel sums the
+// partials in a fixed order into dw_acc / dbias_acc (deterministic, no atomics), launched with
+// programmatic dependent launch so that it is scheduled while the backward drains.
 //
 // D % V != 0 or unaligned pointers: the same kernels with element loads (p.vec = false).
 #include <climits>
@@ -431,7 +433,7 @@ __global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_kernel(ConvParam
   write_block_partial<K, V>(p, dw, db);
 }
 
-// Carrying kernel (LMF_CONV_BWD_VARIANT 1 / 2): as conv_bwd_kernel, but g = dy * act'(pre) is computed once per position: a run computes
+// Carrying kernel (bf16, K = 4, no documents): as conv_bwd_kernel, but g = dy * act'(pre) is computed once per position: a run computes
 // it for positions s0+K-1 .. s0+TT+K-2 and emits dx and the dw / dbias terms of positions
 // s0 .. s0+TT-1, whose g values are those K-1 steps behind (gwin, which carries over from run
 // to run; a prologue computes the segment's first K-1).
@@ -600,13 +602,13 @@ __global__ void __launch_bounds__(kRedX* kRedY)
 }
 
 // ---- launch ----------------------------------------------------------------------------------
-// Default tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both
-// directions (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more
-// warps per SM win). Benchmarking switches (bf16, K = 4, no documents): LMF_CONV_FWD_VARIANT=1
-// (at least 5 resident blocks: <= 102 registers); LMF_CONV_BWD_VARIANT=1 / 2: the carrying
-// backward with at least 3 resident blocks / with TT = 4; LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS
-// force the runs per thread; LMF_CONV_PDL=1 launches the partial sum with programmatic
-// dependent launch (it is scheduled while the backward finishes).
+// Tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both directions
+// (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more warps per SM
+// win). The bf16 backward at K = 4 without documents (the Mamba training shape) uses the
+// carrying kernel held to 3 resident blocks per SM (<= 168 registers): 0.64 of memcpy at the
+// 130m shape against 0.55 for the recomputing kernel. LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS
+// force the runs per thread; LMF_CONV_PDL=0 launches the partial sum without programmatic
+// dependent launch (by default it is scheduled while the backward finishes: 2-4 us less).
 int env_int(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : 0;
@@ -676,17 +678,16 @@ void launch_bwd_carry(const ConvParams& p, BwdLaunch* out, Device dev) {
 
 template <class T, int K>
 void launch_k(const ConvParams& p, bool backward, BwdLaunch* out, Device dev) {
-  // K = 4 in f32 / bf16 (every Mamba checkpoint) gets a kernel without document checks when
-  // there are no documents; other K and f16 share the kernel with the checks (seq may be null).
-  constexpr bool kHot = K == 4 && !std::is_same_v<T, __half>;
-  if constexpr (kHot) {
+  // K = 4 in f32 / bf16 (every Mamba checkpoint) without documents gets kernels without the
+  // document checks; other cases share the kernels with the checks (seq may be null).
+  if constexpr (K == 4 && std::is_same_v<T, __nv_bfloat16>) {
     if (!p.seq) {
-      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        const int var = env_int(backward ? "LMF_CONV_BWD_VARIANT" : "LMF_CONV_FWD_VARIANT");
-        if (!backward && var == 1) return launch_fwd<T, K, false, 4, 8, 5>(p);
-        if (backward && var == 1) return launch_bwd_carry<T, K, false, 4, 8, 3>(p, out, dev);
-        if (backward && var == 2) return launch_bwd_carry<T, K, false, 4, 4, 1>(p, out, dev);
-      }
+      if (backward) return launch_bwd_carry<T, K, false, 4, 8, 3>(p, out, dev);
+      return launch_fwd<T, K, false, 4, 8, 1>(p);
+    }
+  }
+  if constexpr (K == 4 && std::is_same_v<T, float>) {
+    if (!p.seq) {
       if (backward) return launch_bwd<T, K, false, 4, 8, 1>(p, out, dev);
       return launch_fwd<T, K, false, 4, 8, 1>(p);
     }
@@ -769,7 +770,8 @@ void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = env_int("LMF_CONV_PDL") == 1 ? 1 : 0;
+    const char* pdl = std::getenv("LMF_CONV_PDL");
+    cfg.numAttrs = pdl && std::atoi(pdl) == 0 ? 0 : 1;
     LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, conv_weight_grads_kernel, static_cast<const float*>(bl.partial.data<float>()),
                                       bl.P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
                                       dbias_acc.defined() ? dbias_acc.data<float>() : nullptr));
