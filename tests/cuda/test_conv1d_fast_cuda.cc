@@ -1,13 +1,14 @@
 // The CUDA causal conv1d kernels (backend/cuda/conv1d.cu) called directly against the CPU
-// reference: every code path of the vector kernels — 16-byte forward vectors and 4-channel
-// backward vectors, the element fallback (D not a multiple of the vector, unaligned pointers),
-// partial channel tiles, L tails inside a run, several runs per thread (LMF_CONV_BWD_RUNS, the
-// register halo carried from run to run, a short last run), the benchmark tile variants
-// (LMF_CONV_FWD_VARIANT / LMF_CONV_BWD_VARIANT), documents (seq_idx) with boundaries on run and
-// block edges and length-1 documents, K = 1..8, with / without bias and SiLU, f32 / bf16 / f16
-// activations, f32 or bf16 weights, accumulation into non-zero dw / dbias, dx not requested, and
-// bitwise determinism of dw / dbias. Checks: relative L2 error (f32 <= 1e-5, bf16 / f16 <= 1e-2)
-// and an element-wise bound (so that one wrong halo step cannot hide in a norm).
+// reference: every code path — the forward, the carrying backward (bf16, K = 4, no documents)
+// and the recomputing backward (documents, f32, f16, other K), the vector loads and the element
+// fallback (D not a multiple of 4, unaligned pointers), partial channel tiles, L tails inside a
+// run, several runs per thread (LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS: the register halo carried
+// from run to run, a short last run), the partial sum with and without programmatic dependent
+// launch (LMF_CONV_PDL), documents (seq_idx) with boundaries on run and block edges and
+// length-1 documents, K = 1..8, with / without bias and SiLU, f32 / bf16 / f16 activations, f32
+// or bf16 weights, accumulation into non-zero dw / dbias, dx not requested, and bitwise
+// determinism of dw / dbias. Checks: relative L2 error (f32 <= 1e-5, bf16 / f16 <= 1e-2) and an
+// element-wise bound (so that one wrong halo step cannot hide in a norm).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -202,25 +203,12 @@ TEST(CudaConv1dFast, SeveralRunsPerThread) {
   }
 }
 
-TEST(CudaConv1dFast, WeightGradsInSecondKernel) {
-  // LMF_CONV_WGRAD=kernel: the partials summed by conv_weight_grads_kernel instead of the
-  // backward's last blocks.
-  ScopedEnv env("LMF_CONV_WGRAD", "kernel");
+TEST(CudaConv1dFast, WeightGradsWithoutProgrammaticLaunch) {
+  // LMF_CONV_PDL=0: the partial sum launched as a plain kernel after the backward (by default it
+  // is a programmatic dependent launch that waits for the backward with griddepcontrol).
+  ScopedEnv env("LMF_CONV_PDL", "0");
   for (DType dt : {DType::f32, DType::bf16})
-    for (size_t i : {0, 1, 3, 6}) check_case(kCases[i], dt, 600 + 10 * i, "wgrad kernel");
-}
-
-TEST(CudaConv1dFast, TileVariants) {
-  // The benchmark tiles (bf16, K = 4, no documents), including their element fallbacks.
-  for (const char* v : {"1", "2"}) {
-    ScopedEnv f("LMF_CONV_FWD_VARIANT", v);
-    ScopedEnv b("LMF_CONV_BWD_VARIANT", v);
-    for (size_t i : {0, 2, 4, 9}) check_case(kCases[i], DType::bf16, 400 + 10 * i, cat("variant ", v));
-    ScopedEnv r("LMF_CONV_BWD_RUNS", "3");
-    ScopedEnv rf("LMF_CONV_FWD_RUNS", "3");
-    check_case(kCases[0], DType::bf16, 450, cat("variant ", v, " runs=3"));
-    check_case(kCases[2], DType::bf16, 460, cat("variant ", v, " runs=3"));
-  }
+    for (size_t i : {0, 1, 3, 4, 6}) check_case(kCases[i], dt, 600 + 10 * i, "no pdl");
 }
 
 TEST(CudaConv1dFast, BackwardWithoutDxAndDeterministic) {
@@ -232,7 +220,7 @@ TEST(CudaConv1dFast, BackwardWithoutDxAndDeterministic) {
   Tensor seq = doc_ids(B, L).to(kGpu);
   for (const char* runs : {"1", "4", "4k"}) {
     ScopedEnv env("LMF_CONV_BWD_RUNS", std::string(runs) == "4k" ? "4" : runs);
-    ScopedEnv wg("LMF_CONV_WGRAD", std::string(runs) == "4k" ? "kernel" : nullptr);
+    ScopedEnv wg("LMF_CONV_PDL", std::string(runs) == "4k" ? "0" : nullptr);
     std::vector<std::vector<float>> dws, dbs;
     for (int rep = 0; rep < 3; rep++) {
       Tensor dw = Tensor::zeros({D, K}, DType::f32, kGpu), db = Tensor::zeros({D}, DType::f32, kGpu);
@@ -252,8 +240,8 @@ TEST(CudaConv1dFast, BackwardWithoutDxAndDeterministic) {
 }
 
 // Tuning aid, not a check (run with --gtest_also_run_disabled_tests): median microseconds of the
-// forward and backward at the benchmark shapes (bf16, K 4, SiLU, bias) for each tile variant and
-// forced run count, so one GPU session compares them all.
+// forward and backward at the benchmark shapes (bf16, K 4, SiLU, bias) for each forced run count,
+// with and without programmatic dependent launch, and with documents.
 TEST(CudaConv1dFast, DISABLED_TimeVariants) {
   struct S {
     const char* name;
@@ -290,23 +278,19 @@ TEST(CudaConv1dFast, DISABLED_TimeVariants) {
     Tensor dw = Tensor::zeros({s.D, K}, DType::f32, kGpu), db = Tensor::zeros({s.D}, DType::f32, kGpu);
     Tensor seq = doc_ids(s.B, s.L).to(kGpu);
     const double mb = double(x.nbytes()) / 1e6;
-    for (const char* v : {"0", "1"}) {
-      for (const char* runs : {"auto", "2", "4", "8"}) {
-        ScopedEnv f("LMF_CONV_FWD_VARIANT", v);
-        ScopedEnv r("LMF_CONV_FWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
-        const double us = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, Tensor(), y, true); });
-        std::printf("conv_fwd %s variant %s runs %s: %.1f us (%.0f GB/s)\n", s.name, v, runs, us, 2 * mb / us * 1e3);
-      }
+    for (const char* runs : {"auto", "2", "4", "8"}) {
+      ScopedEnv r("LMF_CONV_FWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
+      const double us = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, Tensor(), y, true); });
+      std::printf("conv_fwd %s runs %s: %.1f us (%.0f GB/s)\n", s.name, runs, us, 2 * mb / us * 1e3);
     }
     const double us_fdoc = median_us([&] { cuda::causal_conv1d_forward(x, w, bias, seq, y, true); });
     std::printf("conv_fwd %s default docs: %.1f us\n", s.name, us_fdoc);
-    for (const char* v : {"0", "1", "2", "0k", "1k"}) {
+    for (const char* v : {"pdl", "no pdl"}) {
       for (const char* runs : {"auto", "2", "4", "8", "16"}) {
-        ScopedEnv b("LMF_CONV_BWD_VARIANT", std::string(v).substr(0, 1).c_str());
-        ScopedEnv wg("LMF_CONV_WGRAD", std::string(v).size() > 1 ? "kernel" : nullptr);
+        ScopedEnv wg("LMF_CONV_PDL", std::string(v) == "pdl" ? nullptr : "0");
         ScopedEnv r("LMF_CONV_BWD_RUNS", std::string(runs) == "auto" ? nullptr : runs);
         const double us = median_us([&] { cuda::causal_conv1d_backward(x, w, bias, Tensor(), dy, dx, dw, db, true); });
-        std::printf("conv_bwd %s variant %s runs %s: %.1f us (%.0f GB/s)\n", s.name, v, runs, us, 3 * mb / us * 1e3);
+        std::printf("conv_bwd %s %s runs %s: %.1f us (%.0f GB/s)\n", s.name, v, runs, us, 3 * mb / us * 1e3);
       }
     }
     const double us_doc = median_us([&] { cuda::causal_conv1d_backward(x, w, bias, seq, dy, dx, dw, db, true); });

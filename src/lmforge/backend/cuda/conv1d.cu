@@ -12,17 +12,18 @@
 //
 // Forward: y[t] = act(bias + sum_j w[j] x[t-K+1+j]) (same document only).
 //
-// Backward: for its run a thread recomputes the pre-activation and g = dy * silu'(pre) for the
-// TT own steps plus the K-1 following ones (the transposed conv needs g[s .. s+K-1] for dx[s]):
-// dx[s] = sum_j w[j] g[s+K-1-j] (same document). dw[d, j] and dbias[d] are summed per thread
-// over its own steps, then over the block's kWarps warps in shared memory, written as one
-// partial per (b, block row); conv_weight_grads_kernel sums the partials in a fixed order into
-// dw_acc / dbias_acc: deterministic, no atomics.
+// Backward: dx[s] = sum_j w[j] g[s+K-1-j] (same document), g = dy * silu'(pre). The carrying
+// kernel (bf16, K = 4, no documents) computes g once per position and keeps the last K-1 in
+// registers from run to run; the recomputing kernel (every other case: fewer registers with
+// documents / f32 / larger K) recomputes g for the K-1 steps after each run. dw[d, j] and
+// dbias[d] are summed per thread over its own steps, then over the block's kWarps warps in
+// shared memory, written as one partial per (b, block row); conv_weight_grads_kernel sums the
+// partials in a fixed order into dw_acc / dbias_acc (deterministic, no atomics), launched with
+// programmatic dependent launch so that it is scheduled while the backward drains.
 //
 // D % V != 0 or unaligned pointers: the same kernels with element loads (p.vec = false).
 #include <climits>
 #include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "lmforge/backend/cuda/mamba_common.cuh"
@@ -47,9 +48,6 @@ struct ConvParams {
   ParamPtr w, bias;
   const int32_t* seq = nullptr;
   float* partial = nullptr;  // [P, D, K + 1]: dw then dbias, P = B * gridDim.y
-  unsigned int* counters = nullptr;  // one per channel tile: the backward finishes dw / dbias
-  float* dw_acc = nullptr;
-  float* dbias_acc = nullptr;
   int B = 0, L = 0, D = 0;
   int runs = 1;  // backward: runs of TT steps per thread
   bool silu = false;
@@ -265,15 +263,182 @@ __global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_fwd_kernel(ConvParam
 }
 
 // ---- backward --------------------------------------------------------------------------------
+// The block's dw / dbias partial: the kWarps segments summed in warp order into
+// partial[b * gridDim.y + blockIdx.y, d, 0..K]; then lets a programmatically dependent
+// conv_weight_grads_kernel start (PDL; a no-op otherwise).
+template <int K, int V>
+__device__ __forceinline__ void write_block_partial(const ConvParams& p, const float (&dw)[K][V], const float (&db)[V]) {
+  __shared__ float s_part[kWarps][kLanes * V][K + 1];
+#pragma unroll
+  for (int c = 0; c < V; c++) {
+#pragma unroll
+    for (int j = 0; j < K; j++) s_part[threadIdx.y][threadIdx.x * V + c][j] = dw[j][c];
+    s_part[threadIdx.y][threadIdx.x * V + c][K] = db[c];
+  }
+  __syncthreads();
+  const int tid = threadIdx.y * kLanes + threadIdx.x;
+  const int ch0 = blockIdx.x * kLanes * V;
+  for (int ch = tid; ch < kLanes * V; ch += kLanes * kWarps) {
+    if (ch0 + ch >= p.D) continue;
+    float* out = p.partial + ((int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * p.D + ch0 + ch) * (K + 1);
+#pragma unroll
+    for (int j = 0; j <= K; j++) {
+      float s = 0.f;
+#pragma unroll
+      for (int r = 0; r < kWarps; r++) s += s_part[r][ch][j];
+      out[j] = s;
+    }
+  }
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+// Recomputing kernel: grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps);
+// run loop and prefetch as in the forward. A run recomputes g for the K-1 positions after it.
+// ---- backward --------------------------------------------------------------------------------
 // Grid (ceil(D / 32V), ceil(L / (kWarps TT runs)), B), block (32, kWarps); run loop and
-// prefetch as in the forward. g = dy * act'(pre) is computed once per position: a run computes
+// prefetch as in the forward.
+template <class T, int K, int V, int TT, bool kSeq, int kMB>
+__global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_kernel(ConvParams p) {
+  const int d = (blockIdx.x * kLanes + threadIdx.x) * V;
+  const int b = blockIdx.z;
+  const int t_begin = (blockIdx.y * kWarps + threadIdx.y) * TT * p.runs;
+  const int t_stop = min(t_begin + TT * p.runs, p.L);
+  float dw[K][V], db[V];
+#pragma unroll
+  for (int c = 0; c < V; c++) {
+    db[c] = 0.f;
+#pragma unroll
+    for (int j = 0; j < K; j++) dw[j][c] = 0.f;
+  }
+  if (d < p.D && t_begin < p.L) {
+    const int nvalid = min(V, p.D - d);
+    const int64_t base = int64_t(b) * p.L * p.D + d;
+    const T* x = static_cast<const T*>(p.x) + base;
+    const T* dy = static_cast<const T*>(p.dy) + base;
+    T* dx = p.dx ? static_cast<T*>(p.dx) + base : nullptr;
+    const int32_t* seq = kSeq && p.seq ? p.seq + int64_t(b) * p.L : nullptr;
+
+    // For the run starting at s0: x slot i = position s0 - (K-1) + i (NX slots: the
+    // pre-activations of positions s0 .. s0+TT+K-2), dy slot i = position s0 + i (NG slots).
+    // Positions outside [0, L) hold 0 (g = 0 past L; x = 0 before 0) and the id INT_MIN.
+    // xn / gn: the TT new slots of the next run (positions s0 + TT + K-1 ...), loaded early.
+    constexpr int NX = TT + 2 * (K - 1);
+    constexpr int NG = TT + K - 1;
+    Raw<T, V> xr[NX], gr[NG], xn[TT], gn[TT];
+    int sq[kSeq ? NX : 1], sn[kSeq ? TT : 1];
+    (void)sq, (void)sn;
+    auto load_x = [&](Raw<T, V>& r, int& id, int s) {
+      if (s >= 0 && s < p.L) {
+        load_raw<T, V>(x, int64_t(s) * p.D, nvalid, p.vec, r);
+        if constexpr (kSeq) id = seq ? __ldg(seq + s) : 0;
+      } else {
+        zero_raw(r);
+        if constexpr (kSeq) id = INT_MIN;
+      }
+    };
+    auto load_g = [&](Raw<T, V>& r, int s) {
+      if (s < p.L)
+        load_raw<T, V>(dy, int64_t(s) * p.D, nvalid, p.vec, r);
+      else
+        zero_raw(r);
+    };
+#pragma unroll
+    for (int i = 0; i < NX; i++) load_x(xr[i], sq[kSeq ? i : 0], t_begin - (K - 1) + i);
+#pragma unroll
+    for (int i = 0; i < NG; i++) load_g(gr[i], t_begin + i);
+    float w[K][V], bias[V];
+    load_params<K, V>(p, d, nvalid, w, bias);
+
+    for (int s0 = t_begin; s0 < t_stop; s0 += TT) {
+      const int s1 = s0 + TT;
+      if (s1 < t_stop) {
+#pragma unroll
+        for (int i = 0; i < TT; i++) load_x(xn[i], sn[kSeq ? i : 0], s1 + K - 1 + i);
+#pragma unroll
+        for (int i = 0; i < TT; i++) load_g(gn[i], s1 + K - 1 + i);
+      }
+      // gwin[k] = g at position tp - (K-1) + k for the step tp being processed.
+      float gwin[K][V];
+#pragma unroll
+      for (int k = 0; k < K; k++)
+#pragma unroll
+        for (int c = 0; c < V; c++) gwin[k][c] = 0.f;
+#pragma unroll
+      for (int i = 0; i < NG; i++) {
+        const int tp = s0 + i;  // newest x slot i + K - 1
+#pragma unroll
+        for (int k = 0; k < K - 1; k++)
+#pragma unroll
+          for (int c = 0; c < V; c++) gwin[k][c] = gwin[k + 1][c];
+        float pre[V];
+#pragma unroll
+        for (int c = 0; c < V; c++) pre[c] = bias[c];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+          bool keep = true;
+          if constexpr (kSeq) keep = sq[i + j] == sq[i + K - 1];
+#pragma unroll
+          for (int c = 0; c < V; c++) pre[c] = keep ? fmaf(w[j][c], elem(xr[i + j], c), pre[c]) : pre[c];
+        }
+        // Past L dy = 0, so g = 0 there without a branch.
+#pragma unroll
+        for (int c = 0; c < V; c++) {
+          const float gy = elem(gr[i], c);
+          gwin[K - 1][c] = p.silu ? gy * silu_grad_f(pre[c]) : gy;
+        }
+        if (i < TT && tp < t_stop) {  // an own step: its g feeds dw / dbias once
+#pragma unroll
+          for (int j = 0; j < K; j++) {
+            bool keep = true;
+            if constexpr (kSeq) keep = sq[i + j] == sq[i + K - 1];
+#pragma unroll
+            for (int c = 0; c < V; c++)
+              dw[j][c] = keep ? fmaf(gwin[K - 1][c], elem(xr[i + j], c), dw[j][c]) : dw[j][c];
+          }
+#pragma unroll
+          for (int c = 0; c < V; c++) db[c] += gwin[K - 1][c];
+        }
+        const int s = tp - (K - 1);  // x slot i; outputs s + K-1-j are gwin[K-1-j], x slot i+K-1-j
+        if (i >= K - 1 && s < t_stop && dx) {
+          float v[V];
+#pragma unroll
+          for (int c = 0; c < V; c++) v[c] = 0.f;
+#pragma unroll
+          for (int j = 0; j < K; j++) {
+            bool keep = true;
+            if constexpr (kSeq) keep = sq[i] == sq[i + K - 1 - j];
+#pragma unroll
+            for (int c = 0; c < V; c++) v[c] = keep ? fmaf(w[j][c], gwin[K - 1 - j][c], v[c]) : v[c];
+          }
+          store_vals<T, V>(dx, int64_t(s) * p.D, nvalid, p.vec, v);
+        }
+      }
+      // The next run starts TT steps later: its first slots are this run's tail.
+#pragma unroll
+      for (int i = 0; i < 2 * (K - 1); i++) {
+        xr[i] = xr[i + TT];
+        if constexpr (kSeq) sq[i] = sq[i + TT];
+      }
+#pragma unroll
+      for (int i = 0; i < TT; i++) {
+        xr[2 * (K - 1) + i] = xn[i];
+        if constexpr (kSeq) sq[2 * (K - 1) + i] = sn[i];
+      }
+#pragma unroll
+      for (int i = 0; i < K - 1; i++) gr[i] = gr[i + TT];
+#pragma unroll
+      for (int i = 0; i < TT; i++) gr[K - 1 + i] = gn[i];
+    }
+  }
+  write_block_partial<K, V>(p, dw, db);
+}
+
+// Carrying kernel (bf16, K = 4, no documents): as conv_bwd_kernel, but g = dy * act'(pre) is computed once per position: a run computes
 // it for positions s0+K-1 .. s0+TT+K-2 and emits dx and the dw / dbias terms of positions
 // s0 .. s0+TT-1, whose g values are those K-1 steps behind (gwin, which carries over from run
 // to run; a prologue computes the segment's first K-1).
 template <class T, int K, int V, int TT, bool kSeq, int kMB>
-__global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_kernel(ConvParams p) {
-  __shared__ float s_part[kWarps][kLanes * V][K + 1];
-  __shared__ bool s_last;
+__global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_carry_kernel(ConvParams p) {
   const int d = (blockIdx.x * kLanes + threadIdx.x) * V;
   const int b = blockIdx.z;
   const int t_begin = (blockIdx.y * kWarps + threadIdx.y) * TT * p.runs;
@@ -404,68 +569,7 @@ __global__ void __launch_bounds__(kLanes* kWarps, kMB) conv_bwd_kernel(ConvParam
       }
     }
   }
-  // Block partial of dw / dbias: the kWarps segments summed in warp order.
-#pragma unroll
-  for (int c = 0; c < V; c++) {
-#pragma unroll
-    for (int j = 0; j < K; j++) s_part[threadIdx.y][threadIdx.x * V + c][j] = dw[j][c];
-    s_part[threadIdx.y][threadIdx.x * V + c][K] = db[c];
-  }
-  __syncthreads();
-  constexpr int kThreads = kLanes * kWarps;
-  const int tid = threadIdx.y * kLanes + threadIdx.x;
-  const int ch0 = blockIdx.x * kLanes * V;
-  for (int ch = tid; ch < kLanes * V; ch += kThreads) {
-    if (ch0 + ch >= p.D) continue;
-    float* out = p.partial + ((int64_t(b) * gridDim.y + blockIdx.y) * p.D + ch0 + ch) * (K + 1);
-#pragma unroll
-    for (int j = 0; j <= K; j++) {
-      float s = 0.f;
-#pragma unroll
-      for (int r = 0; r < kWarps; r++) s += s_part[r][ch][j];
-      out[j] = s;
-    }
-  }
-  if (!p.counters) return;  // conv_weight_grads_kernel adds the partials
-  // The last block of this channel tile to finish adds the tile's partials, rows q = 0 .. P-1
-  // in order for each column: a fixed order whatever the block schedule (column_reduce.cuh).
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) {
-    const unsigned int done = atomicAdd(&p.counters[blockIdx.x], 1u);
-    s_last = done == gridDim.y * gridDim.z - 1;
-    if (s_last) p.counters[blockIdx.x] = 0;  // ready for the next reduction on this stream
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  constexpr int kCols = (kLanes * V * (K + 1) + kThreads - 1) / kThreads;
-  const int ncol = min(kLanes * V, p.D - ch0) * (K + 1);
-  const int P = int(gridDim.y * gridDim.z);
-  const int64_t row = int64_t(p.D) * (K + 1);
-  const float* src = p.partial + int64_t(ch0) * (K + 1);
-  float acc[kCols];
-#pragma unroll
-  for (int k = 0; k < kCols; k++) acc[k] = 0.f;
-#pragma unroll 4
-  for (int q = 0; q < P; q++) {
-#pragma unroll
-    for (int k = 0; k < kCols; k++) {
-      const int col = tid + k * kThreads;
-      if (col < ncol) acc[k] += __ldcg(src + q * row + col);
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < kCols; k++) {
-    const int col = tid + k * kThreads;
-    if (col >= ncol) continue;
-    const int cc = col / (K + 1), j = col - cc * (K + 1);
-    if (j < K) {
-      if (p.dw_acc) p.dw_acc[int64_t(ch0 + cc) * K + j] += acc[k];
-    } else if (p.dbias_acc) {
-      p.dbias_acc[ch0 + cc] += acc[k];
-    }
-  }
+  write_block_partial<K, V>(p, dw, db);
 }
 
 // dw_acc[d, j] += sum_q partial[q, d, j]; dbias_acc[d] += sum_q partial[q, d, K]. Block (32, 8):
@@ -475,6 +579,7 @@ constexpr int kRedX = 32, kRedY = 8;
 __global__ void __launch_bounds__(kRedX* kRedY)
     conv_weight_grads_kernel(const float* partial, int P, int64_t n, int K, float* dw_acc, float* dbias_acc) {
   __shared__ float s_sum[kRedY][kRedX];
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the backward's partials (PDL)
   const int64_t i = int64_t(blockIdx.x) * kRedX + threadIdx.x;
   float acc = 0.f;
   if (i < n) {
@@ -497,13 +602,13 @@ __global__ void __launch_bounds__(kRedX* kRedY)
 }
 
 // ---- launch ----------------------------------------------------------------------------------
-// Default tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both
-// directions (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more
-// warps per SM win). Benchmarking switches (bf16, K = 4, no documents): LMF_CONV_FWD_VARIANT=1
-// (at least 5 resident blocks: <= 102 registers), LMF_CONV_BWD_VARIANT=1 (at least 4 blocks) /
-// 2 (2 channels per thread); LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS force the runs per thread;
-// LMF_CONV_WGRAD=kernel sums the dw / dbias partials in a second kernel instead of the
-// backward's last blocks.
+// Tiles: 4 channels (8 bytes bf16, 16 bytes f32) and runs of TT = 8 steps, both directions
+// (measured on H100 against 8-channel and 16/32-step tiles: fewer registers, more warps per SM
+// win). The bf16 backward at K = 4 without documents (the Mamba training shape) uses the
+// carrying kernel held to 3 resident blocks per SM (<= 168 registers): 0.64 of memcpy at the
+// 130m shape against 0.55 for the recomputing kernel. LMF_CONV_FWD_RUNS / LMF_CONV_BWD_RUNS
+// force the runs per thread; LMF_CONV_PDL=0 launches the partial sum without programmatic
+// dependent launch (by default it is scheduled while the backward finishes: 2-4 us less).
 int env_int(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : 0;
@@ -528,58 +633,67 @@ int resident_blocks(KernelFn kernel) {
 struct BwdLaunch {
   Tensor partial;  // [P, D, K + 1]
   int P = 0;
-  bool finished = false;  // the backward's last blocks added the partials to dw_acc / dbias_acc
 };
 
-template <class T, int K, bool kSeq, int V, int TT, int kMB>
-void launch_one(ConvParams p, bool backward, BwdLaunch* out, Device dev) {
+using ConvKernel = void (*)(ConvParams);
+
+// One launch of `kernel` (tile V channels x runs of TT steps); `slots`: its resident blocks per SM.
+template <class T, int V, int TT>
+void launch_tile(ConvKernel kernel, int slots, ConvParams p, bool backward, int K, BwdLaunch* out, Device dev) {
   const int64_t per_block = int64_t(kWarps) * TT;
   const int64_t gx = (p.D + kLanes * V - 1) / (kLanes * V);
   const int64_t tiles = (p.L + per_block - 1) / per_block;
   const uintptr_t align = uintptr_t(V) * sizeof(T);
   auto al = [&](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % align == 0; };
   p.vec = p.D % V == 0 && al(p.x) && al(p.y) && al(p.dy) && al(p.dx);
-  const dim3 block(kLanes, kWarps);
-  auto kernel = backward ? conv_bwd_kernel<T, K, V, TT, kSeq, kMB> : conv_fwd_kernel<T, K, V, TT, kSeq, kMB>;
-  static const int slots_fwd = resident_blocks(conv_fwd_kernel<T, K, V, TT, kSeq, kMB>);
-  static const int slots_bwd = resident_blocks(conv_bwd_kernel<T, K, V, TT, kSeq, kMB>);
-  const int slots = backward ? slots_bwd : slots_fwd;
   p.runs = choose_runs(gx * p.B, tiles, slots);
   if (const int r = env_int(backward ? "LMF_CONV_BWD_RUNS" : "LMF_CONV_FWD_RUNS"); r > 0) p.runs = r;
   const int64_t gy = (tiles + p.runs - 1) / p.runs;
-  const dim3 grid(unsigned(gx), unsigned(gy), unsigned(p.B));
   if (backward) {
     out->P = p.B * int(gy);
     out->partial = Tensor::empty({int64_t(out->P), int64_t(p.D), int64_t(K + 1)}, DType::f32, dev);
     p.partial = out->partial.data<float>();
-    const char* wg = std::getenv("LMF_CONV_WGRAD");
-    const bool second_kernel = wg && std::string(wg) == "kernel";
-    if ((p.dw_acc || p.dbias_acc) && !second_kernel && gx <= kReduceCounters) {
-      p.counters = reduce_counters();
-      out->finished = true;
-    }
   }
-  kernel<<<grid, block, 0, current_stream()>>>(p);
+  kernel<<<dim3(unsigned(gx), unsigned(gy), unsigned(p.B)), dim3(kLanes, kWarps), 0, current_stream()>>>(p);
   LMF_CUDA_CHECK_LAUNCH();
+}
+
+template <class T, int K, bool kSeq, int V, int TT, int kMB>
+void launch_fwd(const ConvParams& p) {
+  static const int slots = resident_blocks(conv_fwd_kernel<T, K, V, TT, kSeq, kMB>);
+  launch_tile<T, V, TT>(conv_fwd_kernel<T, K, V, TT, kSeq, kMB>, slots, p, false, K, nullptr, Device::cpu());
+}
+
+template <class T, int K, bool kSeq, int V, int TT, int kMB>
+void launch_bwd(const ConvParams& p, BwdLaunch* out, Device dev) {
+  static const int slots = resident_blocks(conv_bwd_kernel<T, K, V, TT, kSeq, kMB>);
+  launch_tile<T, V, TT>(conv_bwd_kernel<T, K, V, TT, kSeq, kMB>, slots, p, true, K, out, dev);
+}
+
+template <class T, int K, bool kSeq, int V, int TT, int kMB>
+void launch_bwd_carry(const ConvParams& p, BwdLaunch* out, Device dev) {
+  static const int slots = resident_blocks(conv_bwd_carry_kernel<T, K, V, TT, kSeq, kMB>);
+  launch_tile<T, V, TT>(conv_bwd_carry_kernel<T, K, V, TT, kSeq, kMB>, slots, p, true, K, out, dev);
 }
 
 template <class T, int K>
 void launch_k(const ConvParams& p, bool backward, BwdLaunch* out, Device dev) {
-  // K = 4 in f32 / bf16 (every Mamba checkpoint) gets a kernel without document checks when
-  // there are no documents; other K and f16 share the kernel with the checks (seq may be null).
-  constexpr bool kHot = K == 4 && !std::is_same_v<T, __half>;
-  if constexpr (kHot) {
+  // K = 4 in f32 / bf16 (every Mamba checkpoint) without documents gets kernels without the
+  // document checks; other cases share the kernels with the checks (seq may be null).
+  if constexpr (K == 4 && std::is_same_v<T, __nv_bfloat16>) {
     if (!p.seq) {
-      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        const int var = env_int(backward ? "LMF_CONV_BWD_VARIANT" : "LMF_CONV_FWD_VARIANT");
-        if (!backward && var == 1) return launch_one<T, K, false, 4, 8, 5>(p, false, out, dev);
-        if (backward && var == 1) return launch_one<T, K, false, 4, 8, 4>(p, true, out, dev);
-        if (backward && var == 2) return launch_one<T, K, false, 2, 8, 1>(p, true, out, dev);
-      }
-      return launch_one<T, K, false, 4, 8, 1>(p, backward, out, dev);
+      if (backward) return launch_bwd_carry<T, K, false, 4, 8, 3>(p, out, dev);
+      return launch_fwd<T, K, false, 4, 8, 1>(p);
     }
   }
-  launch_one<T, K, true, 4, 8, 1>(p, backward, out, dev);
+  if constexpr (K == 4 && std::is_same_v<T, float>) {
+    if (!p.seq) {
+      if (backward) return launch_bwd<T, K, false, 4, 8, 1>(p, out, dev);
+      return launch_fwd<T, K, false, 4, 8, 1>(p);
+    }
+  }
+  if (backward) return launch_bwd<T, K, true, 4, 8, 1>(p, out, dev);
+  launch_fwd<T, K, true, 4, 8, 1>(p);
 }
 
 template <class T>
@@ -643,17 +757,24 @@ void causal_conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& bias
   p.dy = dy.data_ptr();
   p.dx = dx.defined() ? dx.data_ptr() : nullptr;
   p.silu = silu;
-  p.dw_acc = dw_acc.defined() ? dw_acc.data<float>() : nullptr;
-  p.dbias_acc = dbias_acc.defined() ? dbias_acc.data<float>() : nullptr;
   const int K = int(w.size(1));
   BwdLaunch bl;  // the partials; freed (stream-ordered) after the reduction is enqueued
   dispatch_floating(x.dtype(), op, [&]<class T>() { launch_any_k<T>(p, K, true, &bl, x.device()); });
-  if ((dw_acc.defined() || dbias_acc.defined()) && !bl.finished) {
+  if (dw_acc.defined() || dbias_acc.defined()) {
     const int64_t n = int64_t(p.D) * (K + 1);
-    conv_weight_grads_kernel<<<unsigned((n + kRedX - 1) / kRedX), dim3(kRedX, kRedY), 0, current_stream()>>>(
-        bl.partial.data<float>(), bl.P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
-        dbias_acc.defined() ? dbias_acc.data<float>() : nullptr);
-    LMF_CUDA_CHECK_LAUNCH();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned((n + kRedX - 1) / kRedX));
+    cfg.blockDim = dim3(kRedX, kRedY);
+    cfg.stream = current_stream();
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    const char* pdl = std::getenv("LMF_CONV_PDL");
+    cfg.numAttrs = pdl && std::atoi(pdl) == 0 ? 0 : 1;
+    LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, conv_weight_grads_kernel, static_cast<const float*>(bl.partial.data<float>()),
+                                      bl.P, n, K, dw_acc.defined() ? dw_acc.data<float>() : nullptr,
+                                      dbias_acc.defined() ? dbias_acc.data<float>() : nullptr));
   }
 }
 
