@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -32,12 +31,6 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-template <class... A>
-std::string cat(const A&... a) {
-  std::ostringstream os;
-  (os << ... << a);
-  return os.str();
-}
 
 // `t` rounded through `dt` (bf16 / f16), as f32: the CPU reference then sees exactly the
 // values the GPU kernel reads.
@@ -122,7 +115,7 @@ struct Case {
 };
 
 std::string describe(const Case& c, DType dt) {
-  return cat("B", c.B, " L", c.L, " D", c.D, " K", c.K, c.bias ? " bias" : "", c.seq ? " docs" : "",
+  return detail::concat("B", c.B, " L", c.L, " D", c.D, " K", c.K, c.bias ? " bias" : "", c.seq ? " docs" : "",
              c.silu ? " silu" : "", c.misaligned ? " misaligned" : "", " ", dtype_name(dt), " w ",
              dtype_name(c.wdt));
 }
@@ -199,7 +192,7 @@ TEST(CudaConv1dFast, SeveralRunsPerThread) {
     ScopedEnv env("LMF_CONV_BWD_RUNS", runs);
     ScopedEnv envf("LMF_CONV_FWD_RUNS", runs);
     for (DType dt : {DType::f32, DType::bf16})
-      for (size_t i : {0, 1, 3, 5, 6, 11}) check_case(kCases[i], dt, 200 + 10 * i, cat("runs=", runs));
+      for (size_t i : {0, 1, 3, 5, 6, 11}) check_case(kCases[i], dt, 200 + 10 * i, detail::concat("runs=", runs));
   }
 }
 
