@@ -74,13 +74,19 @@ void set_device(int index) {
 }
 
 size_t device_total_bytes(int index) {
-  int prev = 0;
-  LMF_CUDA_CHECK(cudaGetDevice(&prev));
-  if (prev != index) set_device(index);
-  size_t free_b = 0, total_b = 0;
-  LMF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  if (prev != index) LMF_CUDA_CHECK(cudaSetDevice(prev));
-  return total_b;
+  // Asked once per device (the cross-entropy asks every step): the figure never changes.
+  static std::array<std::once_flag, kMaxDevices> once;
+  static std::array<size_t, kMaxDevices> total;
+  if (index < 0 || index >= kMaxDevices) fail("cuda: device index ", index, " exceeds the supported ", kMaxDevices);
+  std::call_once(once[size_t(index)], [&] {
+    int prev = 0;
+    LMF_CUDA_CHECK(cudaGetDevice(&prev));
+    if (prev != index) set_device(index);
+    size_t free_b = 0;
+    LMF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total[size_t(index)]));
+    if (prev != index) LMF_CUDA_CHECK(cudaSetDevice(prev));
+  });
+  return total[size_t(index)];
 }
 
 }  // namespace lmf::cuda
