@@ -169,6 +169,40 @@ TEST(OpsPointwiseCuda, Norms) {
   }
 }
 
+// Mamba's block boundary, ops::add_rms_norm: the residual sum and the next block's norm in one
+// kernel each way; the loss uses both outputs, so the backward adds the residual path's
+// gradient. Shapes cover both weight-gradient paths (register sums for packed rows of <= 2048,
+// a column reduction otherwise), several rows per warp ({9000, 64}, {2500, 2048}) and unpacked
+// rows; the weight gradient must be deterministic.
+TEST(OpsPointwiseCuda, AddRmsNormBlockBoundary) {
+  std::vector<Shape> shapes = kRowShapes;
+  shapes.insert(shapes.end(), {{9000, 64}, {2500, 2048}, {37, 1536}, {3, 2052}});
+  auto fn = [](auto& t) {
+    auto [s, y] = ops::add_rms_norm(ops::cast(t[0], DType::f32), ops::cast(t[1], DType::bf16),
+                                    ops::cast(t[2], DType::bf16), 1e-5f, DType::bf16);
+    return ops::add(ops::scale(s, 0.5f), y);
+  };
+  for (const Shape& s : shapes) {
+    const int64_t C = s.back();
+    Tensor x = random_tensor(s, DType::f32, 19, -2.f, 2.f), h = random_tensor(s, DType::f32, 20);
+    Tensor w = random_tensor({C}, DType::f32, 21, 0.5f, 1.5f);
+    run_case({"add_rms_norm " + shape_name(s), fn, {x, h, w}}, DType::bf16);
+  }
+  Tensor x = random_tensor({2500, 2048}, DType::f32, 22, -2.f, 2.f).to(kGpu);
+  Tensor h = ops::cast(random_tensor({2500, 2048}, DType::f32, 23), DType::bf16).to(kGpu);
+  Tensor w = ops::cast(random_tensor({2048}, DType::f32, 24, 0.5f, 1.5f), DType::bf16).to(kGpu);
+  Tensor r = random_tensor({2500, 2048}, DType::f32, 25).to(kGpu);
+  std::vector<std::vector<float>> dws;
+  for (int run = 0; run < 2; run++) {
+    Tensor wp = w.clone();
+    autograd::set_requires_grad(wp, true);
+    auto [sum, y] = ops::add_rms_norm(x, h, wp, 1e-5f, DType::bf16);
+    autograd::backward(ops::sum(ops::mul(ops::add(sum, y), r)));
+    dws.push_back(autograd::grad(wp).to_float_vector());
+  }
+  EXPECT_EQ(dws[0], dws[1]);
+}
+
 TEST(OpsPointwiseCuda, LargeNormAndSoftmax) {
   Tensor x = random_tensor({512, 4096}, DType::f32, 14, -2.f, 2.f);
   Tensor w = random_tensor({4096}, DType::f32, 15, 0.5f, 1.5f), b = random_tensor({4096}, DType::f32, 16);

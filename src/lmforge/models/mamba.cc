@@ -1,6 +1,7 @@
 #include "lmforge/models/mamba.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "lmforge/autograd/tape.h"
 #include "lmforge/core/philox.h"
@@ -153,13 +154,15 @@ Tensor MambaModel::mixer(int l, const Tensor& xn, const Tensor& seq_idx, const T
   return ops::linear(y, P("mixer.out_proj.weight"), opt("mixer.out_proj.bias"));
 }
 
-Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx, const Tensor& mask) {
+Tensor MambaModel::block_norm(int l, const Tensor& x) {
   // HF MambaBlock: the norm sees the residual cast to the compute dtype; the sum is formed in
   // the residual dtype (fp32 when residual_in_fp32).
-  const DType compute = store_.param(p(l, "norm.weight")).dtype();
-  Tensor xn = ops::rms_norm(x, store_.param(p(l, "norm.weight")), float(cfg_.layer_norm_epsilon), compute);
-  Tensor out = mixer(l, xn, seq_idx, mask);
-  return ops::add(x, out);  // an f32 residual takes the bf16 branch without a cast kernel
+  const Tensor& w = store_.param(p(l, "norm.weight"));
+  return ops::rms_norm(x, w, float(cfg_.layer_norm_epsilon), w.dtype());
+}
+
+Tensor MambaModel::block(int l, const Tensor& x, const Tensor& seq_idx, const Tensor& mask) {
+  return ops::add(x, mixer(l, block_norm(l, x), seq_idx, mask));  // f32 + bf16: no cast kernel
 }
 
 Tensor MambaModel::forward_hidden(const Tensor& ids, const Tensor& seq_idx, bool recompute_blocks) {
@@ -189,12 +192,24 @@ Tensor MambaModel::run(const Tensor& ids, const Tensor& seq_idx, const Tensor& m
   const DType compute = x.dtype();
   const DType residual = cfg_.residual_in_fp32 && compute != DType::f64 ? DType::f32 : compute;
   x = ops::cast(x, residual);
-  for (int l = 0; l < cfg_.num_hidden_layers; l++) {
-    if (recompute_blocks && autograd::grad_mode_enabled())
+  const int layers = cfg_.num_hidden_layers;
+  if (recompute_blocks && autograd::grad_mode_enabled()) {
+    for (int l = 0; l < layers; l++)
       x = autograd::recompute([this, l, seq_idx, mask](const Tensor& in) { return block(l, in, seq_idx, mask); }, x,
                               "mamba_block");
-    else
-      x = block(l, x, seq_idx, mask);
+  } else {
+    // Block l's residual add and block l+1's norm run as one op (one pass over the residual
+    // each way); the last block's sum goes to the final norm.
+    Tensor xn = layers > 0 ? block_norm(0, x) : Tensor();
+    for (int l = 0; l < layers; l++) {
+      Tensor out = mixer(l, xn, seq_idx, mask);
+      if (l + 1 == layers) {
+        x = ops::add(x, out);
+        break;
+      }
+      const Tensor& w = store_.param(p(l + 1, "norm.weight"));
+      std::tie(x, xn) = ops::add_rms_norm(x, out, w, float(cfg_.layer_norm_epsilon), w.dtype());
+    }
   }
   return ops::rms_norm(x, store_.param("backbone.norm_f.weight"), float(cfg_.layer_norm_epsilon));
 }

@@ -72,6 +72,7 @@ class MambaModel : public CausalLM {
   // mask: f32 [B, L] on the store's device, or undefined (no masking).
   Tensor run(const Tensor& ids, const Tensor& seq_idx, const Tensor& mask, bool recompute_blocks);
   Tensor block(int layer, const Tensor& x, const Tensor& seq_idx, const Tensor& mask);
+  Tensor block_norm(int layer, const Tensor& x);  // the block's RMSNorm of its residual input
   Tensor mixer(int layer, const Tensor& xn, const Tensor& seq_idx, const Tensor& mask);
   std::string p(int layer, const std::string& suffix) const;
 

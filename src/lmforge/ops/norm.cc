@@ -113,7 +113,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps, DType input_d
   const Device dev = x.device();
   Tensor y = Tensor::empty(x.shape(), DType::bf16, dev);
   Tensor rstd = Tensor::empty(stats_shape(x), DType::f32, dev);
-  LMF_DISPATCH(y, rmsnorm_rounded_forward, x, w, y, rstd, eps);
+  LMF_DISPATCH(y, rmsnorm_rounded_forward, x, Tensor(), w, Tensor(), y, rstd, eps);
   Tensor xs = ag::detach(x), ws = ag::detach(w);
   ag::record("rms_norm", {x_in, w_in}, {&y}, [xs, ws, rstd, C](ag::GradContext& ctx) -> std::vector<Tensor> {
     const Device d = xs.device();
@@ -126,10 +126,51 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps, DType input_d
       if (!accumulate) dx = Tensor::empty(xs.shape(), DType::f32, d);
     }
     detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
-    LMF_DISPATCH(xs, rmsnorm_rounded_backward, xs, ws, rstd, dy, dx, accumulate, gw.acc);
+    LMF_DISPATCH(xs, rmsnorm_rounded_backward, xs, ws, rstd, dy, Tensor(), dx, accumulate, Tensor(), gw.acc);
     return {accumulate ? Tensor() : dx, gw.result};
   });
   return y;
+}
+
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x_in, const Tensor& h_in, const Tensor& w_in, float eps,
+                                       DType input_dtype) {
+  check_defined("add_rms_norm", "x", x_in);
+  check_defined("add_rms_norm", "h", h_in);
+  check_defined("add_rms_norm", "weight", w_in);
+  if (!(x_in.dtype() == DType::f32 && h_in.dtype() == DType::bf16 && w_in.dtype() == DType::bf16 &&
+        input_dtype == DType::bf16)) {
+    Tensor s = add(x_in, h_in);
+    return {s, rms_norm(s, w_in, eps, input_dtype)};
+  }
+  const int64_t C = check_norm_args("add_rms_norm", x_in, w_in, eps);
+  if (h_in.shape() != x_in.shape())
+    fail("[add_rms_norm] h must have x's shape ", shape_str(x_in.shape()), ", got ", shape_str(h_in.shape()));
+  check_same_device("add_rms_norm", x_in, h_in);
+  Tensor x = x_in.contiguous(), h = h_in.contiguous(), w = w_in.contiguous();
+  const Device dev = x.device();
+  Tensor s = Tensor::empty(x.shape(), DType::f32, dev);
+  Tensor y = Tensor::empty(x.shape(), DType::bf16, dev);
+  Tensor rstd = Tensor::empty(stats_shape(x), DType::f32, dev);
+  LMF_DISPATCH(y, rmsnorm_rounded_forward, x, h, w, s, y, rstd, eps);
+  Tensor ss = ag::detach(s), ws = ag::detach(w);
+  ag::record("add_rms_norm", {x_in, h_in, w_in}, {&s, &y},
+             [ss, ws, rstd, C](ag::GradContext& ctx) -> std::vector<Tensor> {
+               const Device d = ss.device();
+               Tensor ds = detail::grad_as(ctx.grad_output(0), DType::f32);
+               Tensor dy = detail::grad_as(ctx.grad_output(1), DType::bf16);
+               Tensor dx;
+               bool accumulate = false;
+               if (ctx.needs_grad(0)) {
+                 dx = ctx.activation_grad_to_add_into(0, DType::f32, ss.numel());
+                 accumulate = dx.defined();
+                 if (!accumulate) dx = Tensor::empty(ss.shape(), DType::f32, d);
+               }
+               Tensor dh = ctx.needs_grad(1) ? Tensor::empty(ss.shape(), DType::bf16, d) : Tensor();
+               detail::WeightGrad gw = detail::weight_grad(ctx, 2, {C}, ws.dtype(), d);
+               LMF_DISPATCH(ss, rmsnorm_rounded_backward, ss, ws, rstd, dy, ds, dx, accumulate, dh, gw.acc);
+               return {accumulate ? Tensor() : dx, dh, gw.result};
+             });
+  return {s, y};
 }
 
 }  // namespace lmf::ops

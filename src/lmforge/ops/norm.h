@@ -15,6 +15,8 @@
 //    when w / b is a parameter (autograd::make_param), else returned as a fresh f32 (f64) tensor.
 #pragma once
 
+#include <utility>
+
 #include "lmforge/core/tensor.h"
 
 namespace lmf::ops {
@@ -30,5 +32,12 @@ Tensor rms_norm(const Tensor& x, const Tensor& w, float eps);
 // one kernel each way, and the backward adds the (bf16-rounded) gradient straight into the
 // gradient x has collected so far (the residual path's); other dtypes run the cast and the norm.
 Tensor rms_norm(const Tensor& x, const Tensor& w, float eps, DType input_dtype);
+// The residual add that ends a Mamba block fused with the next block's norm: returns {s, y},
+// s = add(x, h) (x + h in the promoted dtype: f32 for an f32 residual and a bf16 block output)
+// and y = rms_norm(s, w, eps, input_dtype). For f32 x, bf16 h and w and input_dtype bf16 it is
+// one kernel each way: the forward writes s and y in one pass, the backward gives x's gradient
+// (added into the one x has collected, when it has one), h's bf16 copy of it and the weight's.
+// h must have x's shape (no broadcast on the fused path); other dtypes run add, then rms_norm.
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const Tensor& w, float eps, DType input_dtype);
 
 }  // namespace lmf::ops

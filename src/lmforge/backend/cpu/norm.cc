@@ -199,16 +199,25 @@ void check_rounded(const char* op, const Tensor& x, const Tensor& w, DType y) {
 inline float round_bf16(float v) { return load(store<bf16>(v)); }
 }  // namespace
 
-void rmsnorm_rounded_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
+void rmsnorm_rounded_forward(const Tensor& x, const Tensor& h, const Tensor& w, const Tensor& s, const Tensor& y,
+                             const Tensor& rstd, float eps) {
   check_rounded("rmsnorm_rounded_forward", x, w, y.dtype());
+  if (h.defined() && (h.dtype() != DType::bf16 || !s.defined() || s.dtype() != DType::f32))
+    fail("rmsnorm_rounded_forward: with h, expected bf16 h and an f32 s, got h ", dtype_name(h.dtype()));
   const int64_t C = x.size(-1), N = rows_of(x);
   const float* px = x.data<float>();
+  const bf16* ph = h.defined() ? h.data<bf16>() : nullptr;
+  float* ps = h.defined() ? s.data<float>() : nullptr;
   const bf16* pw = w.data<bf16>();
   bf16* py = y.data<bf16>();
   float* pr = rstd.data<float>();
 #pragma omp parallel for if (N * C > 16384)
   for (int64_t r = 0; r < N; r++) {
     const float* xr = px + r * C;
+    if (ph) {  // the residual sum first: f32 + bf16 in f32, as PyTorch promotes
+      for (int64_t c = 0; c < C; c++) ps[r * C + c] = xr[c] + load(ph[r * C + c]);
+      xr = ps + r * C;
+    }
     double ss = 0;
     for (int64_t c = 0; c < C; c++) ss += double(round_bf16(xr[c])) * double(round_bf16(xr[c]));
     pr[r] = float(1.0 / std::sqrt(ss / double(C) + double(eps)));
@@ -216,29 +225,38 @@ void rmsnorm_rounded_forward(const Tensor& x, const Tensor& w, const Tensor& y, 
   }
 }
 
-void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
-                              const Tensor& dx, bool accumulate, const Tensor& dw_acc) {
+void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& ds,
+                              const Tensor& dx, bool accumulate, const Tensor& dh, const Tensor& dw_acc) {
   check_rounded("rmsnorm_rounded_backward", x, w, dy.dtype());
   if (dx.defined() && dx.dtype() != DType::f32)
     fail("rmsnorm_rounded_backward: dx must be f32, got ", dtype_name(dx.dtype()));
+  if (ds.defined() && ds.dtype() != DType::f32)
+    fail("rmsnorm_rounded_backward: ds must be f32, got ", dtype_name(ds.dtype()));
+  if (dh.defined() && dh.dtype() != DType::bf16)
+    fail("rmsnorm_rounded_backward: dh must be bf16, got ", dtype_name(dh.dtype()));
   const int64_t C = x.size(-1), N = rows_of(x);
   const float* px = x.data<float>();
   const bf16* pw = w.data<bf16>();
   const bf16* pdy = dy.data<bf16>();
   const float* pr = rstd.data<float>();
-  if (dx.defined()) {
-    float* pdx = dx.data<float>();
+  const float* pds = ds.defined() ? ds.data<float>() : nullptr;
+  if (dx.defined() || dh.defined()) {
+    float* pdx = dx.defined() ? dx.data<float>() : nullptr;
+    bf16* pdh = dh.defined() ? dh.data<bf16>() : nullptr;
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t r = 0; r < N; r++) {
       const float rs = pr[r];
-      double s = 0;
+      double sum = 0;
       for (int64_t c = 0; c < C; c++)
-        s += double(load(pdy[r * C + c]) * load(pw[c])) * double(round_bf16(px[r * C + c]));
-      const float k = rs * rs * rs * float(s / double(C));
+        sum += double(load(pdy[r * C + c]) * load(pw[c])) * double(round_bf16(px[r * C + c]));
+      const float k = rs * rs * rs * float(sum / double(C));
       for (int64_t c = 0; c < C; c++) {
-        const float g = load(pdy[r * C + c]) * load(pw[c]);
-        const float d = round_bf16(rs * g - round_bf16(px[r * C + c]) * k);
-        pdx[r * C + c] = accumulate ? pdx[r * C + c] + d : d;
+        const int64_t i = r * C + c;
+        const float g = load(pdy[i]) * load(pw[c]);
+        float t = round_bf16(rs * g - round_bf16(px[i]) * k);
+        if (pds) t = pds[i] + t;  // the tape's order: the residual path's gradient first
+        if (pdh) pdh[i] = store<bf16>(t);
+        if (pdx) pdx[i] = accumulate ? pdx[i] + t : t;
       }
     }
   }

@@ -6,8 +6,7 @@
 //    per-row statistics: per-block partial sums, then a second pass that adds them into the
 //    f32 accumulators in a fixed order. It re-reads x and dy instead of keeping partials per
 //    row group, which works for any row length and needs no atomics.
-#include <type_traits>
-
+// The Mamba block norm of an fp32 residual read as bf16 is in rmsnorm_rounded.cu.
 #include "lmforge/backend/cuda/column_reduce.cuh"
 #include "lmforge/backend/cuda/kernel_util.cuh"
 #include "lmforge/backend/kernels.h"
@@ -40,13 +39,6 @@ void check_stats(const char* op, const Tensor& t) {
 void check_acc(const char* op, const Tensor& t) {
   if (t.defined() && t.dtype() != DType::f32) fail(op, ": CUDA gradient accumulators are f32, got ", dtype_name(t.dtype()));
 }
-// The rounded RMSNorm reads f32 x as bf16 with a bf16 weight and a bf16 output / gradient.
-void check_rounded(const char* op, const Tensor& x, const Tensor& w, DType y) {
-  if (x.dtype() != DType::f32 || w.dtype() != DType::bf16 || y != DType::bf16)
-    fail(op, ": expected f32 x with bf16 weight and output, got x ", dtype_name(x.dtype()), ", weight ",
-         dtype_name(w.dtype()), ", output ", dtype_name(y));
-}
-
 // ---- LayerNorm ---------------------------------------------------------------------------------
 
 template <class X, class W, class Y, int VEC>
@@ -145,19 +137,8 @@ struct LayerNormWeightGrad {
 
 // ---- RMSNorm -----------------------------------------------------------------------------------
 
-// v -> v rounded to R (the rounded variant reads an fp32 residual as the bf16 HF normalises);
-// the identity when R is the storage dtype X.
-template <class R, class X, int N>
-__device__ __forceinline__ void round_as(float (&v)[N]) {
-  if constexpr (!std::is_same_v<R, X>) {
-#pragma unroll
-    for (int k = 0; k < N; k++) v[k] = to_f(from_f<R>(v[k]));
-  }
-}
-
-// HF MambaRMSNorm: h = (x.float() * rsqrt(mean(x^2) + eps)).to(x dtype); y = w * h. R: the dtype
-// the norm sees x in (X, or bf16 for rmsnorm_rounded_forward on f32 x).
-template <class X, class W, class Y, int VEC, class R = X>
+// HF MambaRMSNorm: h = (x.float() * rsqrt(mean(x^2) + eps)).to(x dtype); y = w * h.
+template <class X, class W, class Y, int VEC>
 __global__ void rmsnorm_forward_kernel(const X* x, const W* w, Y* y, float* rstd, int64_t N, int64_t C, float eps) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= N) return;
@@ -167,7 +148,6 @@ __global__ void rmsnorm_forward_kernel(const X* x, const W* w, Y* y, float* rstd
   for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
     float v[VEC];
     load_pack<VEC>(xr, p * VEC, v);
-    round_as<R, X>(v);
 #pragma unroll
     for (int k = 0; k < VEC; k++) q += v[k] * v[k];
   }
@@ -176,18 +156,15 @@ __global__ void rmsnorm_forward_kernel(const X* x, const W* w, Y* y, float* rstd
   for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
     float v[VEC], wv[VEC];
     load_pack<VEC>(xr, p * VEC, v);
-    round_as<R, X>(v);
     load_pack<VEC>(w, p * VEC, wv);
 #pragma unroll
-    for (int k = 0; k < VEC; k++) v[k] = to_f(from_f<R>(v[k] * rs)) * wv[k];
+    for (int k = 0; k < VEC; k++) v[k] = to_f(from_f<X>(v[k] * rs)) * wv[k];
     store_pack<VEC>(y + row * C, p * VEC, v);
   }
 }
 
 // dx = rstd * g - x * rstd^3 * mean_c(g * x), g = dy * w (the cast back passes gradients through).
-// With R != X (the rounded variant) x is first rounded to R and the gradient of that rounded
-// copy is rounded to R, as autograd hands it to x.to(R)'s backward; ACC adds it into dx.
-template <class X, class W, class Y, int VEC, class R = X, bool ACC = false>
+template <class X, class W, class Y, int VEC>
 __global__ void rmsnorm_backward_dx_kernel(const X* x, const W* w, const float* rstd, const Y* dy, X* dx, int64_t N,
                                            int64_t C) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
@@ -200,7 +177,6 @@ __global__ void rmsnorm_backward_dx_kernel(const X* x, const W* w, const float* 
   for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
     float xv[VEC], wv[VEC], dv[VEC];
     load_pack<VEC>(xr, p * VEC, xv);
-    round_as<R, X>(xv);
     load_pack<VEC>(w, p * VEC, wv);
     load_pack<VEC>(dyr, p * VEC, dv);
 #pragma unroll
@@ -210,39 +186,30 @@ __global__ void rmsnorm_backward_dx_kernel(const X* x, const W* w, const float* 
   for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
     float xv[VEC], wv[VEC], dv[VEC];
     load_pack<VEC>(xr, p * VEC, xv);
-    round_as<R, X>(xv);
     load_pack<VEC>(w, p * VEC, wv);
     load_pack<VEC>(dyr, p * VEC, dv);
 #pragma unroll
     for (int k = 0; k < VEC; k++) xv[k] = rs * dv[k] * wv[k] - xv[k] * kcoef;
-    round_as<R, X>(xv);
-    if constexpr (ACC) {
-      float acc[VEC];
-      load_pack<VEC>(dx + row * C, p * VEC, acc);
-#pragma unroll
-      for (int k = 0; k < VEC; k++) xv[k] += acc[k];
-    }
     store_pack<VEC>(dx + row * C, p * VEC, xv);
   }
 }
 
 // Element (r, c) of dw: dy times the value the weight multiplied (h, rounded to x's dtype).
-template <class X, class Y, class R = X>
+template <class X, class Y>
 struct RmsNormWeightGrad {
   const X* x;
   const Y* dy;
   const float* rstd;
   int64_t C;
   __device__ void operator()(int64_t r, int64_t c, float (&out)[1]) const {
-    out[0] = to_f(dy[r * C + c]) * to_f(from_f<R>(to_f(from_f<R>(to_f(x[r * C + c]))) * rstd[r]));
+    out[0] = to_f(dy[r * C + c]) * to_f(from_f<X>(to_f(x[r * C + c]) * rstd[r]));
   }
 };
 
 int64_t rows_of(const Tensor& x) { return x.size(-1) == 0 ? 0 : x.numel() / x.size(-1); }
 
-// RMSNorm launches for storage dtypes X / W / Y and R, the dtype the norm sees x in (X, or bf16
-// for the rounded variant); ACC adds dx into the existing gradient.
-template <class X, class W, class Y, class R>
+// RMSNorm launches for storage dtypes X / W / Y.
+template <class X, class W, class Y>
 void rms_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
   const int64_t C = x.size(-1), N = rows_of(x);
   if (N == 0) return;
@@ -252,13 +219,13 @@ void rms_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor
   Y* py = ptr<Y>(y);
   with_pack<P>(rows_packable<P>(C, px, pw, static_cast<const Y*>(py)), [&]<int VEC>() {
     const RowLaunch L = row_launch(N, C / VEC);
-    rmsnorm_forward_kernel<X, W, Y, VEC, R><<<L.grid, L.block, 0, current_stream()>>>(px, pw, py, ptr<float>(rstd), N,
+    rmsnorm_forward_kernel<X, W, Y, VEC><<<L.grid, L.block, 0, current_stream()>>>(px, pw, py, ptr<float>(rstd), N,
                                                                                         C, eps);
     LMF_CUDA_CHECK_LAUNCH();
   });
 }
 
-template <class X, class W, class Y, class R, bool ACC>
+template <class X, class W, class Y>
 void rms_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                   const Tensor& dw_acc) {
   const int64_t C = x.size(-1), N = rows_of(x);
@@ -272,13 +239,13 @@ void rms_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Te
     X* pdx = ptr<X>(dx);
     with_pack<P>(rows_packable<P>(C, px, pw, pdy, static_cast<const X*>(pdx)), [&]<int VEC>() {
       const RowLaunch L = row_launch(N, C / VEC);
-      rmsnorm_backward_dx_kernel<X, W, Y, VEC, R, ACC>
+      rmsnorm_backward_dx_kernel<X, W, Y, VEC>
           <<<L.grid, L.block, 0, current_stream()>>>(px, pw, pr, pdy, pdx, N, C);
       LMF_CUDA_CHECK_LAUNCH();
     });
   }
   if (dw_acc.defined())
-    column_reduce_acc<1>(N, C, RmsNormWeightGrad<X, Y, R>{px, pdy, pr, C}, ColumnTargets<1>{{ptr<float>(dw_acc)}},
+    column_reduce_acc<1>(N, C, RmsNormWeightGrad<X, Y>{px, pdy, pr, C}, ColumnTargets<1>{{ptr<float>(dw_acc)}},
                          x.device());
 }
 
@@ -343,7 +310,7 @@ void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, co
 void rmsnorm_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
   check_stats("rmsnorm_forward", rstd);
   dispatch_norm("rmsnorm_forward", x.dtype(), w.dtype(), y.dtype(),
-                [&]<class X, class W, class Y>() { rms_forward<X, W, Y, X>(x, w, y, rstd, eps); });
+                [&]<class X, class W, class Y>() { rms_forward<X, W, Y>(x, w, y, rstd, eps); });
 }
 
 void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, const Tensor& dx,
@@ -351,26 +318,7 @@ void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, cons
   check_stats("rmsnorm_backward", rstd);
   check_acc("rmsnorm_backward", dw_acc);
   dispatch_norm("rmsnorm_backward", x.dtype(), w.dtype(), dy.dtype(),
-                [&]<class X, class W, class Y>() { rms_backward<X, W, Y, X, false>(x, w, rstd, dy, dx, dw_acc); });
-}
-
-void rmsnorm_rounded_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps) {
-  check_stats("rmsnorm_rounded_forward", rstd);
-  check_rounded("rmsnorm_rounded_forward", x, w, y.dtype());
-  rms_forward<float, bf16_t, bf16_t, bf16_t>(x, w, y, rstd, eps);
-}
-
-void rmsnorm_rounded_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
-                              const Tensor& dx, bool accumulate, const Tensor& dw_acc) {
-  check_stats("rmsnorm_rounded_backward", rstd);
-  check_acc("rmsnorm_rounded_backward", dw_acc);
-  check_rounded("rmsnorm_rounded_backward", x, w, dy.dtype());
-  if (dx.defined() && dx.dtype() != DType::f32)
-    fail("rmsnorm_rounded_backward: dx must be f32, got ", dtype_name(dx.dtype()));
-  if (accumulate)
-    rms_backward<float, bf16_t, bf16_t, bf16_t, true>(x, w, rstd, dy, dx, dw_acc);
-  else
-    rms_backward<float, bf16_t, bf16_t, bf16_t, false>(x, w, rstd, dy, dx, dw_acc);
+                [&]<class X, class W, class Y>() { rms_backward<X, W, Y>(x, w, rstd, dy, dx, dw_acc); });
 }
 
 }  // namespace lmf::cuda
