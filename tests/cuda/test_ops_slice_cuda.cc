@@ -1,5 +1,6 @@
 // Slicing, splitting and concatenation along the last dim on CUDA against the CPU reference:
-// the 16-byte path (widths and offsets multiples of 8 bf16 / 4 f32) and the scalar path,
+// the 16-byte path (widths and offsets multiples of 8 bf16 / 4 f32) and the scalar path, more
+// pieces than one copy_column_pieces launch takes, an empty piece,
 // outputs and gradients, f32 and bf16. Inputs are bf16-representable; f32 must match exactly,
 // bf16 to rounding of the per-piece scaling (the CPU side computes it in f32).
 #include <gtest/gtest.h>
@@ -20,6 +21,9 @@ TEST(OpsSliceCuda, SplitSliceConcatMatchCpu) {
                                    {{4, 37, 3072}, {1536, 1536}},       // Mamba in_proj split
                                    {{3, 5, 80}, {48, 16, 16}},          // x_proj split (R, N, N)
                                    {{2, 7, 13}, {5, 1, 7}},             // scalar path
+                                   {{2, 1024, 160}, {128, 16, 16}},     // 1.4B x_proj split
+                                   {{3, 4, 20}, {2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 2}},  // > 8 pieces, one empty
+                                   {{2, 3, 6}, {0, 2, 4}},              // an empty first piece
                                    {{1, 1, 6}, {2, 4}}};
   for (const Case& c : cases) {
     for (DType dt : {DType::f32, DType::bf16}) {

@@ -81,6 +81,10 @@ TEST(OpsSlice, ForwardAndGrad) {
   auto parts = ops::split_last(x, {1, 3});
   EXPECT_EQ(parts[1].shape(), (Shape{2, 3}));
   EXPECT_EQ(ops::concat_last(parts).to_float_vector(), x.to_float_vector());
+  // Empty pieces (first, middle) and more pieces than one copy launch takes (8).
+  auto many = ops::split_last(x, {0, 1, 0, 1, 1, 0, 0, 0, 0, 1});
+  EXPECT_EQ(many[0].shape(), (Shape{2, 0}));
+  EXPECT_EQ(ops::concat_last(many).to_float_vector(), x.to_float_vector());
   EXPECT_THROW(ops::slice_last(x, 2, 5), Error);
   EXPECT_THROW(ops::split_last(x, {1, 2}), Error);
   auto r = gradcheck([](auto& v) { return ops::mul(ops::slice_last(v[0], 1, 4), ops::slice_last(v[0], 0, 3)); },

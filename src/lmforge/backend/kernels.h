@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "lmforge/core/tensor.h"
 
@@ -22,6 +23,9 @@ namespace lmf {
 enum class Activation : uint8_t { gelu_erf, gelu_tanh, silu, relu, softplus, tanh_act };
 const char* activation_name(Activation a);
 Activation parse_activation(const std::string& hf_name);  // "gelu", "gelu_new", "silu", ...
+
+// Most pieces one copy_column_pieces call takes.
+constexpr int kMaxColumnPieces = 8;
 
 namespace cpu {
 #include "lmforge/backend/kernel_list.inc"

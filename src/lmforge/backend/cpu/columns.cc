@@ -8,6 +8,7 @@ namespace lmf::cpu {
 
 void copy_columns(const Tensor& src, int64_t src_col0, const Tensor& dst, int64_t dst_col0, int64_t ncols,
                   bool accumulate) {
+  if (ncols == 0) return;  // (an empty piece may have an empty last dimension)
   const int64_t Cs = src.size(-1), Cd = dst.size(-1), N = src.numel() / Cs;
   const size_t es = dtype_size(src.dtype());
   const char* s = static_cast<const char*>(src.data_ptr());
@@ -23,6 +24,12 @@ void copy_columns(const Tensor& src, int64_t src_col0, const Tensor& dst, int64_
       }
     }
   }
+}
+
+void copy_column_pieces(const std::vector<Tensor>& srcs, const std::vector<int64_t>& src_col0,
+                        const std::vector<Tensor>& dsts, const std::vector<int64_t>& dst_col0,
+                        const std::vector<int64_t>& ncols) {
+  for (size_t k = 0; k < srcs.size(); k++) copy_columns(srcs[k], src_col0[k], dsts[k], dst_col0[k], ncols[k], false);
 }
 
 }  // namespace lmf::cpu

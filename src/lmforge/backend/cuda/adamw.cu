@@ -112,10 +112,15 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t first_vec = batch.begin[0] / kVec;
   const int64_t last_vec = (batch.end[count - 1] + kVec - 1) / kVec;  // exclusive
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  // A thread's vectors only move forward, so its range index does too: a cursor instead of a
+  // binary search per vector (the search's dependent shared-memory loads cost ~8 % of the
+  // bandwidth with 64 ranges).
+  int cursor = 0;
   for (int64_t k = first_vec + int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < last_vec;
        k += stride) {
     const int64_t i0 = k * kVec;
-    const int r = find_range(s_begin, s_end, count, i0);
+    while (cursor < count - 1 && s_end[cursor] <= i0) cursor++;
+    const int r = (s_begin[cursor] <= i0 && i0 < s_end[cursor]) ? cursor : -1;
     if constexpr (kVec == 4) {
       if (r >= 0 && i0 + 4 <= s_end[r]) {
         float4 pv = *reinterpret_cast<const float4*>(p + i0);
