@@ -6,6 +6,7 @@
 
 namespace lmf::cuda::scan {
 
+constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kTD = 32;  // channels per gradient block (channel = lane in the element-wise phases)
 constexpr int kSC = 8;   // sub-chunk: steps recomputed and held in registers at a time
 constexpr int kNSub = kCS / kSC;
@@ -52,7 +53,11 @@ struct BackwardLayout {
   static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // kBufs sub-chunk buffers
   static constexpr int kCkOff = kRedOff + kBufs * kRed;                  // float4 [kNSub][kTD * G]
   static constexpr int kMaskOff = kCkOff + ((kV & kVRegStarts) ? 0 : kNSub * kTD * G * 16);
-  static constexpr int kBytes = kMaskOff + 16;
+  // float4 [16]: (bias, bias, D, D) of the channel pair (2 tid) % 32, + 1 (read where used
+  // instead of held in registers); float4 [32 G]: each thread's (D, D, bias, bias) gradient sums.
+  static constexpr int kParOff = kMaskOff + 16;
+  static constexpr int kAccOff = kParOff + 16 * 16;
+  static constexpr int kBytes = kAccOff + 32 * G * 16;
   static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
 };
 
@@ -64,7 +69,7 @@ struct BwdShared {
   const float* C;     // chunk
   float* y;           // sum_n h C (for dz), sub-chunk, row stride kYS
   float* p1;          // sum_n g B, sub-chunk
-  float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
+  float* p2;          // sum_n g h_{t-1} exp(dt A) A log2(e), sub-chunk
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
 };
 
@@ -126,7 +131,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
 // kRecA: a = exp(dt A) is recomputed in the reverse steps instead of kept from the forward ones.
 template <int G, bool kReset, bool kMma, bool kRecA, int kS = kSC>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int j0, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], const float (&A2)[kNP],
+                                                  const float (&A2)[kNP],
                                                   float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
                                                   int cl, int lane, int warp, const uint32_t (&bsel)[4]) {
   constexpr int kNPad = 4 * G;
@@ -189,7 +194,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
       const float hp = j > 0 ? hs[j - 1][i] : h0[i];
       const float ga = gi * (kRecA ? decay(dd.x, A2[i], rs) : a[j][i]);
       const float qq = ga * hp;       // dL/da_t * a_t
-      q2 = fmaf(qq, A[i], q2);        // d a_t / d dt = A a_t
+      q2 = fmaf(qq, A2[i], q2);       // d a_t / d dt = A a_t (times log2 e: undone in the epilogue)
       dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
       carry[i] = ga;
     }
@@ -254,8 +259,11 @@ template <class T, int G>
 __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
                                                            const T* su, const T* sdl, const T* sz,
                                                            const T* sdo, int b, int t0, int k, int cols,
-                                                           bool full_cols, float2 bias2, float2 D2,
-                                                           float2& accD2, float2& accBias2) {
+                                                           bool full_cols, const float4* par_slot,
+                                                           float4* acc_slot) {
+  const float4 par = *par_slot, acc = *acc_slot;
+  const float2 bias2 = make_float2(par.x, par.y), D2 = make_float2(par.z, par.w);
+  float2 accD2 = make_float2(acc.x, acc.y), accBias2 = make_float2(acc.z, acc.w);
   constexpr int kNPad = 4 * G;
   constexpr int kThreads = 32 * G;
   const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
@@ -282,7 +290,8 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
         dsp0 = sigmoid_ftz(dl.x + bias2.x);
         dsp1 = sigmoid_ftz(dl.y + bias2.y);
       }
-      const float ddl0 = fmaf(q1.x, uu.x, q2.x) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y) * dsp1;
+      // p2 holds sum_n g h_{t-1} a A log2(e): times ln 2.
+      const float ddl0 = fmaf(q1.x, uu.x, q2.x * kLn2) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y * kLn2) * dsp1;
       const int off = j * p.D + cp;
       if (du) st2(du + off0 + off, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
       if (ddelta) st2(ddelta + off0 + off, ddl0, ddl1);
@@ -314,7 +323,7 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
         const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
         const float raw = to_f(sdl[ec]) + bias;
         const float dsp = p.softplus ? sigmoid_ftz(raw) : 1.f;  // softplus'(raw)
-        const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
+        const float ddl = fmaf(q1, uu, s.p2[e] * kLn2) * dsp;
         const int64_t off = off0 + int64_t(j) * p.D + cp + h;
         if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, Dd * gy));
         if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
@@ -333,6 +342,7 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
       }
     }
   }
+  *acc_slot = make_float4(accD2.x, accD2.y, accBias2.x, accBias2.y);
   const float* red = s.red;
   const int64_t row0 = t0 + k * kSC;
   if (p.N % 4 == 0) {
@@ -426,14 +436,26 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   const bool full_cols = p.vec_act && d0 + kTD <= p.D;
   const int cp = (2 * tid) & (kTD - 1);
   const bool ok0 = d0 + cp < p.D, ok1 = d0 + cp + 1 < p.D;
-  const float2 bias2 =
-      p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
-                     : make_float2(0.f, 0.f);
-  const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
-                              : make_float2(0.f, 0.f);
-  float2 accD2 = make_float2(0.f, 0.f), accBias2 = make_float2(0.f, 0.f);
-  float A[kNP], A2[kNP];
-  load_A(p, d, g, A, A2);
+  // The channel pair's dt bias and D, and this thread's parameter-gradient sums, in shared memory
+  // (made visible by the barrier at the first chunk's staging).
+  float4* s_par = reinterpret_cast<float4*>(smem + BL::kParOff);
+  float4* s_accs = reinterpret_cast<float4*>(smem + BL::kAccOff);
+  const float4* par_slot = s_par + (tid & 15);  // channel pair (2 tid) % 32
+  float4* acc_slot = s_accs + tid;
+  if (tid < 16) {
+    const float2 bias2 =
+        p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
+                       : make_float2(0.f, 0.f);
+    const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
+                                : make_float2(0.f, 0.f);
+    s_par[tid] = make_float4(bias2.x, bias2.y, D2.x, D2.y);
+  }
+  *acc_slot = make_float4(0.f, 0.f, 0.f, 0.f);
+  float A2[kNP];
+  {
+    float A[kNP];
+    load_A(p, d, g, A, A2);
+  }
 
   const int64_t col = int64_t(p.D) * kNPad;
   const int64_t own = int64_t(d) * kNPad + 4 * g;  // this thread's float4 in a [*, D, kNPad] slice
@@ -474,6 +496,7 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
     const T* sdl = SL::act(smem, 1);
     const T* sz = SL::act(smem, 2);
     const T* sdo = SL::act(smem, 3);
+    const float2 bias2 = make_float2(par_slot->x, par_slot->y);
     if (full_cols && rows == kCS) {
       phase_a_full<T, 32 * G, true>(su, sdl, sz, sdo, s_dtu, s_gy, bias2, p.softplus, has_z);
     } else {
@@ -528,14 +551,6 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
       float4 h0;
       if constexpr (kRegStarts) {
         h0 = hnext;
-        // Prefetch the next sub-chunk's start (k - 1, or the last one of chunk c - 1).
-        knext = k - 1;
-        cnext = c;
-        if (knext < 0) {
-          knext = kNSub - 1;
-          cnext = c - 1;
-        }
-        if (cnext >= c_lo && d < p.D) hnext = ld4(hsub + int64_t(cnext * kNSub + knext) * col);
       } else {
         h0 = s_ck[k * kTD * G + slot];
       }
@@ -544,27 +559,37 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
         constexpr int kH = kSC / 2;
         if ((mask >> (k * kSC)) & 0xffu) {
           const float4 hm = walk_half<G, true>(s_dtu, s_B, mask, A2, h0, k, cl, g);
-          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, kH, mask, hm, A, A2, carry, dA, has_z, g, cl, lane,
+          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, kH, mask, hm, A2, carry, dA, has_z, g, cl, lane,
                                                       warp, bsel);
-          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, 0, mask, h0, A, A2, carry, dA, has_z, g, cl, lane,
+          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane,
                                                       warp, bsel);
         } else {
           const float4 hm = walk_half<G, false>(s_dtu, s_B, mask, A2, h0, k, cl, g);
-          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, kH, mask, hm, A, A2, carry, dA, has_z, g, cl,
+          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, kH, mask, hm, A2, carry, dA, has_z, g, cl,
                                                        lane, warp, bsel);
-          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, 0, mask, h0, A, A2, carry, dA, has_z, g, cl, lane,
+          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane,
                                                        warp, bsel);
         }
       } else if ((mask >> (k * kSC)) & 0xffu) {
-        backward_subchunk<G, true, kMma, kRecA>(sh, k, 0, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp,
+        backward_subchunk<G, true, kMma, kRecA>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp,
                                                 bsel);
       } else {
-        backward_subchunk<G, false, kMma, kRecA>(sh, k, 0, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp,
+        backward_subchunk<G, false, kMma, kRecA>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp,
                                                  bsel);
       }
+      if constexpr (kRegStarts) {
+        // Load the next sub-chunk's start (k - 1, or the last one of chunk c - 1); the epilogue
+        // covers the latency.
+        knext = k - 1;
+        cnext = c;
+        if (knext < 0) {
+          knext = kNSub - 1;
+          cnext = c - 1;
+        }
+        if (cnext >= c_lo && d < p.D) hnext = ld4(hsub + int64_t(cnext * kNSub + knext) * col);
+      }
       __syncthreads();
-      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, bias2, D2, accD2,
-                                       accBias2);
+      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, par_slot, acc_slot);
       // One buffer: the next sub-chunk's recurrence must not overwrite it before every thread
       // is past this epilogue (k == 0: the barrier at the next chunk's staging covers it).
       if (kSingle && k > 0) __syncthreads();
@@ -572,15 +597,21 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   }
 
   // Per-block parameter partials (summed over the rows in a fixed order by scan_finalize_kernel).
-  if (d < p.D)
+  if (d < p.D) {
+    float A[kNP];
+    load_A(p, d, g, A, A2);
     reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
+  }
   __syncthreads();                                                            // shared memory is reused below
   // [2][32 G] float2: thread tid's sums of channels (2 tid) % 32 and the next one; summed over
   // the threads of a channel in a fixed order.
   float* s_acc = s_gy;
-  reinterpret_cast<float2*>(s_acc)[tid] = accD2;
-  reinterpret_cast<float2*>(s_acc + 64 * G)[tid] = accBias2;
+  {
+    const float4 acc = *acc_slot;
+    reinterpret_cast<float2*>(s_acc)[tid] = make_float2(acc.x, acc.y);
+    reinterpret_cast<float2*>(s_acc + 64 * G)[tid] = make_float2(acc.z, acc.w);
+  }
   __syncthreads();
   if (warp == 0 && ce_ok) {
     float sD = 0.f, sB = 0.f;
