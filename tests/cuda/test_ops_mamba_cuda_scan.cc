@@ -341,30 +341,3 @@ TEST(CudaMambaScan, SoftplusTails) {
     for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << dtype_name(dt) << " grad " << i;
   }
 }
-
-TEST(CudaMambaScan, GradientPassVariants) {
-  // The gradient pass's register / shared-memory variants (LMF_SCAN_BWD_VARIANT, flags of
-  // selective_scan_grad.cuh: 1 sub-chunk starts from global memory into registers, 2 exp(dt A)
-  // recomputed in the reverse steps, 4 one sub-chunk buffer, 8 4-step halves; 0 the original
-  // form) against the CPU reference, with the row-walker preparation (which the variants need):
-  // every lane count of the gradient pass (N 5 / 16 / 32: G = 2 / 4 / 8; bf16 N = 16 is the
-  // tensor-core dB / dC path), partial chunks and sub-chunks (L = 203, 100), mixed whole and
-  // partial channel tiles (D = 72), documents starting on sub-chunk halves, segments of 1 and 3
-  // chunks.
-  const std::vector<ScanCase> cases = {
-      {"mixed tiles", 3, 203, 72, 16, true, true, true, true, true, 6},
-      {"no z no D no bias", 2, 128, 64, 16, false, false, false, true, true},
-      {"N5 no softplus", 2, 150, 33, 5, true, false, true, true, false},
-      {"N32 docs", 2, 100, 40, 32, true, true, true, true, true, 7},
-      {"B8 no docs", 8, 96, 64, 16, true, true, true, false, true},
-  };
-  ScopedEnv gi("LMF_SCAN_IMPL", "rows");
-  for (const char* v : {"0", "9", "11", "13", "15"}) {
-    ScopedEnv gv("LMF_SCAN_BWD_VARIANT", v);
-    for (const char* s : {"1", "3"}) {
-      ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
-      for (DType dt : {DType::f32, DType::bf16})
-        for (const auto& c : cases) check_case(c, dt, 900, cat("variant ", v, " seg ", s));
-    }
-  }
-}

@@ -127,27 +127,6 @@ void launch_prep(const ScanParams& p) {
   LMF_CUDA_CHECK_LAUNCH();
 }
 
-template <class T, int G, int kV>
-void launch_gradient_pass(const ScanParams& p) {
-  constexpr int smem = BackwardLayout<T, G, kV>::kBytes;
-  auto kernel = scan_backward_kernel<T, G, kV>;
-  static std::atomic<uint64_t> prepared{0};
-  prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
-  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.nseg), unsigned(p.B));
-  kernel<<<grid, 32 * G, smem, current_stream()>>>(p);
-  LMF_CUDA_CHECK_LAUNCH();
-}
-
-// The gradient-pass variant (kV flags of selective_scan_grad.cuh). The variants with register
-// starts need the row-walker preparation (p.sub_starts); LMF_SCAN_BWD_VARIANT=0|9|11|13|15
-// forces one.
-int gradient_variant(const ScanParams& p) {
-  int v = kVRegStarts | kVRecomputeA | kVSingleBuf | kVHalves;
-  if (const char* e = std::getenv("LMF_SCAN_BWD_VARIANT")) v = std::atoi(e);
-  if (!p.sub_starts) return 0;
-  return v == 9 || v == 11 || v == 13 || v == 15 ? v : 0;
-}
-
 template <class T, int G>
 void launch_backward(const ScanParams& p, DType t) {
   if (p.sub_starts)  // the row walker (use_rows_impl), which stores sub-chunk starts
@@ -156,23 +135,13 @@ void launch_backward(const ScanParams& p, DType t) {
     launch_prep<T, G, 1>(p);
   else
     launch_prep<T, G, 4>(p);
-  switch (gradient_variant(p)) {
-    case 9:
-      launch_gradient_pass<T, G, 9>(p);
-      break;
-    case 11:
-      launch_gradient_pass<T, G, 11>(p);
-      break;
-    case 13:
-      launch_gradient_pass<T, G, 13>(p);
-      break;
-    case 15:
-      launch_gradient_pass<T, G, 15>(p);
-      break;
-    default:
-      launch_gradient_pass<T, G, 0>(p);
-      break;
-  }
+  constexpr int smem = BackwardLayout<T, G>::kBytes;
+  auto kernel = scan_backward_kernel<T, G>;
+  static std::atomic<uint64_t> prepared{0};
+  prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
+  const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.nseg), unsigned(p.B));
+  kernel<<<grid, 32 * G, smem, current_stream()>>>(p);
+  LMF_CUDA_CHECK_LAUNCH();
 }
 
 // Chunks per gradient-pass segment: enough blocks for ~16 per SM over the run (load balance and

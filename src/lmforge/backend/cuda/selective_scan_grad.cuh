@@ -15,44 +15,21 @@ constexpr int kNSub = kCS / kSC;
 constexpr int kYS = kTD + 4;
 static_assert(kCS % kSC == 0 && kSC == 8, "sub-chunk masks are 8-bit slices of the chunk mask");
 
-// Gradient-pass variants (launch choice: scan_backward_variant in selective_scan_backward.cu),
-// bit flags. All of them trade a little work for registers / shared memory, i.e. for more
-// resident warps in a latency-bound kernel.
-constexpr int kVRegStarts = 1;  // sub-chunk starts loaded from global (p.sub_starts) straight into
-                                // registers one sub-chunk ahead, instead of staged in shared memory
-constexpr int kVRecomputeA = 2;  // the reverse steps recompute exp(dt A) (one more SFU op per state
-                                 // and step) instead of holding a[kSC][4] in registers
-constexpr int kVSingleBuf = 4;   // one sub-chunk buffer (y, p1, p2, red) and one more barrier per
-                                 // sub-chunk, instead of two alternating buffers
-constexpr int kVHalves = 8;  // a sub-chunk is processed as two 4-step halves (upper half first,
-                             // from a 4-step walk): half the hs / a register arrays
-
-// Resident blocks per SM the launch bounds ask for (G = 4, 128 threads): 4 (128 registers) for
-// the original form; 5 (96 registers) or 6 (80) with the half sub-chunks and, for 6, the shared
-// memory of one sub-chunk buffer and no staged starts.
-template <int G, int kV>
-constexpr int backward_min_blocks() {
-  if (G != 4) return 1;
-  if (!(kV & kVRegStarts) || !(kV & kVHalves)) return 4;
-  return (kV & kVSingleBuf) ? 6 : 5;
-}
-
-template <class T, int G, int kV = 0>
+template <class T, int G>
 struct BackwardLayout {
   using Stage = StageLayout<T, kTD, 4 * G, 4, 2>;  // u, delta, z, dout; B, C (one buffer)
   static constexpr int kNPad = 4 * G;
-  static constexpr int kBufs = (kV & kVSingleBuf) ? 1 : 2;
   static constexpr int kDtuOff = Stage::kBytes;                    // float2 [kCS][kTD]: dt, dt*u
   static constexpr int kGyOff = kDtuOff + align16(kCS * kTD * 8);  // float [kCS][kTD]
   // float y [kSC][kYS], p1 [kSC][kTD], p2 [kSC][kTD] (+ 8 floats: p1 / p2 stores of one
   // instruction on different banks)
   static constexpr int kSub = align16((kSC * kYS + 2 * kSC * kTD + 8) * 4);
-  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);        // kBufs sub-chunk buffers
-  static constexpr int kBCOff = kSubOff + kBufs * kSub;                  // float [2][kCS][kNPad]
+  static constexpr int kSubOff = kGyOff + align16(kCS * kTD * 4);        // 2 sub-chunk buffers
+  static constexpr int kBCOff = kSubOff + 2 * kSub;                      // float [2][kCS][kNPad]
   static constexpr int kRed = align16(G * kSC * 2 * kNPad * 4);          // float [G][kSC][2][kNPad]
-  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // kBufs sub-chunk buffers
-  static constexpr int kCkOff = kRedOff + kBufs * kRed;                  // float4 [kNSub][kTD * G]
-  static constexpr int kMaskOff = kCkOff + ((kV & kVRegStarts) ? 0 : kNSub * kTD * G * 16);
+  static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
+  static constexpr int kCkOff = kRedOff + 2 * kRed;                      // float4 [kNSub][kTD * G]
+  static constexpr int kMaskOff = kCkOff + kNSub * kTD * G * 16;
   // float4 [16]: (bias, bias, D, D) of the channel pair (2 tid) % 32, + 1 (read where used
   // instead of held in registers); float4 [32 G]: each thread's (D, D, bias, bias) gradient sums.
   static constexpr int kParOff = kMaskOff + 16;
@@ -71,6 +48,18 @@ struct BwdShared {
   float* p1;          // sum_n g B, sub-chunk
   float* p2;          // sum_n g h_{t-1} exp(dt A) A log2(e), sub-chunk
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
+  // This thread's stores in the recurrence (lane constants folded in once per kernel, not per
+  // step): y rows (writer lanes: rows ybase, ybase + 1, ...), its p1 or p2 column, its dB / dC
+  // partial slot (tensor-core layout).
+  float* yw;
+  float* qw;
+  float* redw;
+};
+
+// Lane constants of the stores above (BwdLane, computed once per kernel): offsets in floats into
+// the sub-chunk buffer (yw, qw) and the red buffer (redw).
+struct BwdLane {
+  int y = 0, q = 0, red = 0;
 };
 
 // The states entering the kNSub sub-chunks of the staged chunk, from the chunk's entering state
@@ -123,14 +112,13 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
         "r"(__float_as_uint(a3)), "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 }
 
-// The kS steps of sub-chunk k starting at its row j0 (kS = kSC, j0 = 0: the whole sub-chunk; kS =
-// 4: one half): recompute forward from the entering state h0, then the reverse steps. carry = dL/dh_t flowing from step t+1 (already multiplied by its
+// One 8-step sub-chunk starting at chunk row k * kSC: recompute forward from its entering state
+// h0, then the reverse steps. carry = dL/dh_t flowing from step t+1 (already multiplied by its
 // decay, so 0 past a document start).
 // kMma: the tensor-core lane layout and channel sums above (bsel: this lane's B routing values
 // for the two mma, 1.0f where lane / 8 == q for q = 0..3).
-// kRecA: a = exp(dt A) is recomputed in the reverse steps instead of kept from the forward ones.
-template <int G, bool kReset, bool kMma, bool kRecA, int kS = kSC>
-__device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int j0, uint32_t mask, float4 h0v,
+template <int G, bool kReset, bool kMma>
+__device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
                                                   const float (&A2)[kNP],
                                                   float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
                                                   int cl, int lane, int warp, const uint32_t (&bsel)[4]) {
@@ -139,13 +127,13 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
   constexpr int kGHi = kMma ? 8 : G / 2, kGLo = kMma ? 4 : 1;
   float h0[kNP];
   unpack4(h0v, h0);
-  float a[kS][kNP], hs[kS][kNP];
+  float a[kSC][kNP], hs[kSC][kNP];
   {
     float h[kNP] = {h0[0], h0[1], h0[2], h0[3]};
-    float yv[kS];
+    float yv[kSC];
 #pragma unroll
-    for (int j = 0; j < kS; j++) {
-      const int t = k * kSC + j0 + j;
+    for (int j = 0; j < kSC; j++) {
+      const int t = k * kSC + j;
       const float2 dd = s.dtu[t * kTD + cl];
       float bb[kNP], cc[kNP];
       unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
@@ -154,27 +142,26 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
       float acc = 0.f;
 #pragma unroll
       for (int i = 0; i < kNP; i++) {
-        const float ai = decay(dd.x, A2[i], rs);
-        if constexpr (!kRecA) a[j][i] = ai;
-        h[i] = fmaf(ai, h[i], dd.y * bb[i]);
+        a[j][i] = decay(dd.x, A2[i], rs);
+        h[i] = fmaf(a[j][i], h[i], dd.y * bb[i]);
         hs[j][i] = h[i];
         acc = fmaf(h[i], cc[i], acc);
       }
       yv[j] = acc;
     }
     if (has_z) {
-      using Red = LaneReduce<kS, kGHi, kGLo>;
-      int base = j0;
+      using Red = LaneReduce<kSC, kGHi, kGLo>;
+      int base = 0;
       Red::run(yv, lane, base);
       if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kYS + cl] = yv[j];
+        for (int j = 0; j < Red::kOut; j++) s.yw[j * kYS] = yv[j];
       }
     }
   }
 #pragma unroll
-  for (int j = kS - 1; j >= 0; j--) {
-    const int t = k * kSC + j0 + j, row = j0 + j;  // row in the chunk, in the sub-chunk
+  for (int j = kSC - 1; j >= 0; j--) {
+    const int t = k * kSC + j;
     const float gy = s.gy[t * kTD + cl];
     const float2 dd = s.dtu[t * kTD + cl];
     float bb[kNP], cc[kNP];
@@ -182,7 +169,6 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
     unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
     float dv[8];  // dB for the 4 states, then dC
     float q1 = 0.f, q2 = 0.f;
-    const bool rs = kReset && ((mask >> t) & 1u);
 #pragma unroll
     for (int i = 0; i < kNP; i++) {
       // h_t = a_t h_{t-1} + dt u B with a_t = 0 at a document start, which also zeroes the
@@ -192,7 +178,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
       dv[4 + i] = gy * hs[j][i];
       q1 = fmaf(gi, bb[i], q1);
       const float hp = j > 0 ? hs[j - 1][i] : h0[i];
-      const float ga = gi * (kRecA ? decay(dd.x, A2[i], rs) : a[j][i]);
+      const float ga = gi * a[j][i];
       const float qq = ga * hp;       // dL/da_t * a_t
       q2 = fmaf(qq, A2[i], q2);       // d a_t / d dt = A a_t (times log2 e: undone in the epilogue)
       dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
@@ -205,8 +191,12 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
       int base = 0;
       RedG::run(q, lane, base);
       if ((lane & RedG::kWriterMask) == 0) {
+        if constexpr (RedG::kOut == 1) {
+          s.qw[j * kTD] = q[0];  // p1 (base 0) or p2 (base 1) of this lane
+        } else {
 #pragma unroll
-        for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[row * kTD + cl] = q[jj];
+          for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
+        }
       }
     }
     if constexpr (kMma) {
@@ -219,7 +209,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
       const bool up = (lane & 16) != 0;
       const float send = up ? acc2[0] : acc2[2], keep = up ? acc2[2] : acc2[0];
       const float v = keep + __shfl_xor_sync(0xffffffffu, send, 16);
-      s.red[((warp * kSC + row) * 2 + (up ? 1 : 0)) * kNPad + g * kNP + (lane & 3)] = v;
+      s.redw[j * 2 * kNPad] = v;  // red[((warp * kSC + j) * 2 + up) * kNPad + g * kNP + lane % 4]
     } else {
       using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
       int base = 0;
@@ -228,31 +218,11 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, int
 #pragma unroll
         for (int jj = 0; jj < RedD::kOut; jj++) {
           const int idx = base + jj;
-          s.red[((warp * kSC + row) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
+          s.red[((warp * kSC + j) * 2 + (idx >> 2)) * kNPad + g * kNP + (idx & 3)] = dv[jj];
         }
       }
     }
   }
-}
-
-// The state after the first 4 steps of sub-chunk k from its entering state h0 (kVHalves).
-template <int G, bool kReset>
-__device__ __forceinline__ float4 walk_half(const float2* s_dtu, const float* s_B, uint32_t mask,
-                                            const float (&A2)[kNP], float4 h0, int k, int cl, int g) {
-  constexpr int kNPad = 4 * G;
-  float h[kNP];
-  unpack4(h0, h);
-#pragma unroll
-  for (int j = 0; j < kSC / 2; j++) {
-    const int t = k * kSC + j;
-    const float2 dd = s_dtu[t * kTD + cl];
-    float bb[kNP];
-    unpack4(ld4(s_B + t * kNPad + 4 * g), bb);
-    const bool rs = kReset && ((mask >> t) & 1u);
-#pragma unroll
-    for (int i = 0; i < kNP; i++) h[i] = fmaf(decay(dd.x, A2[i], rs), h[i], dd.y * bb[i]);
-  }
-  return make_float4(h[0], h[1], h[2], h[3]);
 }
 
 template <class T, int G>
@@ -292,16 +262,16 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
       }
       // p2 holds sum_n g h_{t-1} a A log2(e): times ln 2.
       const float ddl0 = fmaf(q1.x, uu.x, q2.x * kLn2) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y * kLn2) * dsp1;
-      const int off = j * p.D + cp;
-      if (du) st2(du + off0 + off, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
-      if (ddelta) st2(ddelta + off0 + off, ddl0, ddl1);
+      const int64_t o = off0 + (j * p.D + cp);  // one element offset for the three outputs
+      if (du) st2(du + o, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
+      if (ddelta) st2(ddelta + o, ddl0, ddl1);
       if (dz) {
         // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
         const float2 zz = ld2(sz + ec), dd = ld2(sdo + ec);
         const float2 yy = *reinterpret_cast<const float2*>(s.y + j * kYS + cp);
         const float sg0 = sigmoid_ftz(zz.x), sg1 = sigmoid_ftz(zz.y);
         const float y0 = fmaf(D2.x, uu.x, yy.x), y1 = fmaf(D2.y, uu.y, yy.y);
-        st2(dz + off0 + off, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
+        st2(dz + o, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
             dd.y * y1 * sg1 * (1.f + zz.y * (1.f - sg1)));
       }
       accD2.x = fmaf(gy.x, uu.x, accD2.x);
@@ -383,13 +353,11 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
   }
 }
 
-// Gradient pass: block (32 channels, segment, b). kV = 0: four blocks of 128 threads per SM for
-// N = 16 (<= 128 registers, ~48 KB shared for bf16); the variants (kVRegStarts, ...) five or six.
-template <class T, int G, int kV = 0>
-__global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_backward_kernel(ScanParams p) {
-  constexpr bool kRegStarts = (kV & kVRegStarts) != 0, kRecA = (kV & kVRecomputeA) != 0;
-  constexpr bool kSingle = (kV & kVSingleBuf) != 0, kHalves = (kV & kVHalves) != 0;
-  using BL = BackwardLayout<T, G, kV>;
+// Gradient pass: block (32 channels, segment, b). Four blocks of 128 threads per SM for N = 16
+// (<= 128 registers, ~48 KB shared for bf16).
+template <class T, int G>
+__global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(ScanParams p) {
+  using BL = BackwardLayout<T, G>;
   using SL = typename BL::Stage;
   constexpr int kNPad = 4 * G;
   extern __shared__ __align__(16) char smem[];
@@ -401,18 +369,21 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
   // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
   // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
+  BwdLane ln;  // filled below, once the lane layout is known
   auto shared_for = [&](int k) {
     BwdShared sh;
     sh.dtu = s_dtu;
     sh.gy = s_gy;
     sh.B = s_B;
     sh.C = s_C;
-    const int buf = kSingle ? 0 : (k & 1);
-    float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + buf * BL::kSub);
+    float* sub = reinterpret_cast<float*>(smem + BL::kSubOff + (k & 1) * BL::kSub);
     sh.y = sub;
     sh.p1 = sub + kSC * kYS;
     sh.p2 = sub + kSC * kYS + kSC * kTD + 8;
-    sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + buf * BL::kRed);
+    sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
+    sh.yw = sub + ln.y;
+    sh.qw = sub + ln.q;
+    sh.redw = sh.red + ln.red;
     return sh;
   };
 
@@ -423,7 +394,19 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   constexpr bool kMma = kMmaLayout<T, G>;
   const int g = kMma ? (lane >> 2) & 3 : tid % G;
   const int cl = kMma ? warp * 8 + (lane >> 4) * 4 + (lane & 3) : tid / G, d = d0 + cl;
-  [[maybe_unused]] const int slot = cl * G + g;  // this thread's float4 in the s_ck sub-chunk start arrays
+  const int slot = cl * G + g;  // this thread's float4 in the s_ck sub-chunk start arrays
+  {
+    // The rows / column this lane stores after the g-lane reductions of backward_subchunk (the
+    // bases LaneReduce leaves: lane constants, found once by running it on zeros).
+    constexpr int kGHi = kMma ? 8 : G / 2, kGLo = kMma ? 4 : 1;
+    int ybase = 0, qbase = 0;
+    float zy[kSC] = {}, zq[2] = {};
+    LaneReduce<kSC, kGHi, kGLo>::run(zy, lane, ybase);
+    LaneReduce<2, kGHi, kGLo>::run(zq, lane, qbase);
+    ln.y = ybase * kYS + cl;
+    ln.q = (qbase == 0 ? kSC * kYS : kSC * kYS + kSC * kTD + 8) + cl;
+    ln.red = kMma ? (warp * kSC * 2 + ((lane & 16) ? 1 : 0)) * kNPad + g * kNP + (lane & 3) : 0;
+  }
   const StageOffsets so = stage_offsets<T, kTD, 32 * G>(p.D);
   uint32_t bsel[4];
 #pragma unroll
@@ -437,7 +420,7 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   const int cp = (2 * tid) & (kTD - 1);
   const bool ok0 = d0 + cp < p.D, ok1 = d0 + cp + 1 < p.D;
   // The channel pair's dt bias and D, and this thread's parameter-gradient sums, in shared memory
-  // (made visible by the barrier at the first chunk's staging).
+  // (fewer live registers; made visible by the barrier at the first chunk's staging).
   float4* s_par = reinterpret_cast<float4*>(smem + BL::kParOff);
   float4* s_accs = reinterpret_cast<float4*>(smem + BL::kAccOff);
   const float4* par_slot = s_par + (tid & 15);  // channel pair (2 tid) % 32
@@ -463,21 +446,14 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
   if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
-  // kRegStarts: hnext is the start of the next sub-chunk to process (in reverse order), loaded
-  // one sub-chunk ahead; the first is the last sub-chunk of the segment that lies inside L.
-  const float* hsub = p.hstart + int64_t(b) * p.nc * kNSub * col + own;  // + (c kNSub + k) col
-  int knext = min(kNSub - 1, (p.L - 1 - (c_hi - 1) * kCS) / kSC), cnext = c_hi - 1;
-  float4 hnext = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (kRegStarts && d < p.D) hnext = ld4(hsub + int64_t(cnext * kNSub + knext) * col);
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    [[maybe_unused]] const float4 hst = (!kRegStarts && d < p.D && !p.sub_starts)
-                                            ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
-                                            : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
+                                                  : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
     stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
                                                   p.vec_bc && rows == kCS);
-    if (!kRegStarts && p.sub_starts) {
+    if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // (no walk).
       // The block's kTD x kNPad states of a sub-chunk start are contiguous: float4 v = tid in
@@ -485,7 +461,8 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
       const float* src = p.hstart + (int64_t(b) * p.nc + c) * kNSub * col + int64_t(d0) * kNPad + 4 * tid;
       const bool okv = d0 + tid / G < p.D;
 #pragma unroll
-      for (int k = 0; k < kNSub; k++) cp_async16(s_ck + k * kTD * G + tid, okv ? src + k * col : p.hstart, okv);
+      for (int k = 0; k < kNSub; k++)
+        cp_async16(s_ck + k * kTD * G + tid, okv ? src + k * col : p.hstart, okv);
     }
     cp_async_commit();
     cp_async_wait_all();
@@ -536,63 +513,24 @@ __global__ void __launch_bounds__(32 * G, backward_min_blocks<G, kV>()) scan_bac
     // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
     // starting past L do not exist), each followed by its epilogue.
     const uint32_t mask = p.seq ? *s_mask : 0u;
-    if constexpr (!kRegStarts) {
-      if (p.sub_starts) {
-        // s_ck already staged
-      } else if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u)) {
-        walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
-      } else {
-        walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
-      }
+    if (p.sub_starts) {
+      // s_ck already staged
+    } else if (mask & ((1u << ((kNSub - 1) * kSC)) - 1u)) {
+      walk_subchunk_starts<G, true>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
+    } else {
+      walk_subchunk_starts<G, false>(s_dtu, s_B, mask, A2, hst, s_ck + slot, kTD * G, cl, g);
     }
 #pragma unroll 1
     for (int k = kNSub - 1; k >= 0; k--) {
       if (t0 + k * kSC >= p.L) continue;
-      float4 h0;
-      if constexpr (kRegStarts) {
-        h0 = hnext;
-      } else {
-        h0 = s_ck[k * kTD * G + slot];
-      }
+      const float4 h0 = s_ck[k * kTD * G + slot];
       const BwdShared sh = shared_for(k);
-      if constexpr (kHalves) {
-        constexpr int kH = kSC / 2;
-        if ((mask >> (k * kSC)) & 0xffu) {
-          const float4 hm = walk_half<G, true>(s_dtu, s_B, mask, A2, h0, k, cl, g);
-          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, kH, mask, hm, A2, carry, dA, has_z, g, cl, lane,
-                                                      warp, bsel);
-          backward_subchunk<G, true, kMma, kRecA, kH>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane,
-                                                      warp, bsel);
-        } else {
-          const float4 hm = walk_half<G, false>(s_dtu, s_B, mask, A2, h0, k, cl, g);
-          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, kH, mask, hm, A2, carry, dA, has_z, g, cl,
-                                                       lane, warp, bsel);
-          backward_subchunk<G, false, kMma, kRecA, kH>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane,
-                                                       warp, bsel);
-        }
-      } else if ((mask >> (k * kSC)) & 0xffu) {
-        backward_subchunk<G, true, kMma, kRecA>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp,
-                                                bsel);
-      } else {
-        backward_subchunk<G, false, kMma, kRecA>(sh, k, 0, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp,
-                                                 bsel);
-      }
-      if constexpr (kRegStarts) {
-        // Load the next sub-chunk's start (k - 1, or the last one of chunk c - 1); the epilogue
-        // covers the latency.
-        knext = k - 1;
-        cnext = c;
-        if (knext < 0) {
-          knext = kNSub - 1;
-          cnext = c - 1;
-        }
-        if (cnext >= c_lo && d < p.D) hnext = ld4(hsub + int64_t(cnext * kNSub + knext) * col);
-      }
+      if ((mask >> (k * kSC)) & 0xffu)
+        backward_subchunk<G, true, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
+      else
+        backward_subchunk<G, false, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       __syncthreads();
       backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, par_slot, acc_slot);
-      // One buffer: the next sub-chunk's recurrence must not overwrite it before every thread
-      // is past this epilogue (k == 0: the barrier at the next chunk's staging covers it).
-      if (kSingle && k > 0) __syncthreads();
     }
   }
 
