@@ -341,3 +341,32 @@ TEST(CudaMambaScan, SoftplusTails) {
     for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << dtype_name(dt) << " grad " << i;
   }
 }
+
+TEST(CudaMambaScan, GradientStagingPipelineAndPrefetch) {
+  // The gradient pass stages chunk c - 1 in parts while it processes chunk c (B / C / seq after
+  // phase A, the activation rows and sub-chunk starts of sub-chunk k after its epilogue) and asks
+  // L2 for it in advance; LMF_SCAN_BWD_PIPELINE=0 / LMF_SCAN_BWD_PREFETCH=0 turn either off.
+  // Both walkers' preparations (row walker: sub-chunk starts staged with the chunk; chunk walker:
+  // walked), segments of 2 / 5 chunks and the automatic size, whole and partial tiles (D = 72),
+  // a partial last chunk with a partial sub-chunk (L = 301), documents on sub-chunk edges.
+  const std::vector<ScanCase> cases = {
+      {"mixed tiles docs", 2, 301, 72, 16, true, true, true, true, true, 8},
+      {"no z N8", 2, 256, 64, 8, false, true, true, true, true, 20},
+      {"N32", 1, 200, 64, 32, true, true, true, false, true},
+  };
+  for (const char* impl : {"rows", "chunked"}) {
+    ScopedEnv gi("LMF_SCAN_IMPL", impl);
+    for (const char* pipe : {"0", "1"}) {
+      ScopedEnv gp("LMF_SCAN_BWD_PIPELINE", pipe);
+      for (const char* pf : {"0", "1"}) {
+        ScopedEnv gf("LMF_SCAN_BWD_PREFETCH", pf);
+        for (const char* s : {"2", "5", nullptr}) {
+          ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
+          for (DType dt : {DType::f32, DType::bf16})
+            for (const auto& c : cases)
+              check_case(c, dt, 950, cat(impl, " pipeline ", pipe, " prefetch ", pf, " seg ", s ? s : "auto"));
+        }
+      }
+    }
+  }
+}

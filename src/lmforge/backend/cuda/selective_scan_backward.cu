@@ -26,6 +26,7 @@
 // shared memory (bf16, N = 16: ~50 KB, four blocks per SM on H100).
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "lmforge/backend/cuda/selective_scan_grad.cuh"
 #include "lmforge/backend/cuda/selective_scan_rows.cuh"
@@ -206,6 +207,14 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   // The row-walker preparation stores the state entering every 8-step sub-chunk (4x the chunk
   // starts: 8 B per (b, t, d) for N = 16), which spares the gradient pass its 24-step walk.
   p.sub_starts = scan::use_rows_impl(p);
+  // The gradient pass asks L2 for its next chunk (LMF_SCAN_BWD_PREFETCH=0: off) and stages it in
+  // parts while processing the current one (LMF_SCAN_BWD_PIPELINE=0: off).
+  {
+    const char* e = std::getenv("LMF_SCAN_BWD_PREFETCH");
+    p.l2_prefetch = !(e && std::string(e) == "0");
+    e = std::getenv("LMF_SCAN_BWD_PIPELINE");
+    p.pipelined_staging = !(e && std::string(e) == "0");
+  }
   Tensor hstart = Tensor::empty({B, nc * (p.sub_starts ? scan::kNSub : 1), D, npad}, DType::f32, dev);
   Tensor seg = Tensor::empty({2, B, p.nseg, D, npad}, DType::f32, dev);
   Tensor dBC = Tensor::zeros({2, B, L, N}, DType::f32, dev);

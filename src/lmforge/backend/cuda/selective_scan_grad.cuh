@@ -225,6 +225,79 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
   }
 }
 
+// Asks the L2 for the inputs of the whole chunk at t0 (rows t0 .. t0 + kCS - 1, the tile's kTD
+// channels of u, delta, z, dout: one bulk prefetch per 64-byte row piece; B, C: one each), so
+// that its cp.async staging, issued after the current chunk, finds them in L2 instead of HBM.
+// The chunk must be whole and the tile full (16-byte aligned pieces: p.vec_act, p.vec_bc).
+template <class T>
+__device__ __forceinline__ void prefetch_chunk_l2(const ScanParams& p, int b, int t0, int d0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#pragma unroll 1
+  for (int i = threadIdx.x; i < 4 * kCS; i += blockDim.x) {
+    const int a = i / kCS, r = i - a * kCS;
+    const void* src = a == 0 ? p.u : a == 1 ? p.delta : a == 2 ? p.z : p.dout;
+    if (src) {
+      const T* q = static_cast<const T*>(src) + ((int64_t(b) * p.L + t0 + r) * p.D + d0);
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q), "r"(int(kTD * sizeof(T))));
+    }
+  }
+  if (p.vec_bc && threadIdx.x < 2) {
+    const T* q = static_cast<const T*>(threadIdx.x == 0 ? p.Bm : p.Cm) + (int64_t(b) * p.L + t0) * p.N;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q), "r"(int(kCS * p.N * sizeof(T))));
+  }
+#else
+  (void)p, (void)b, (void)t0, (void)d0;
+#endif
+}
+
+// Pipelined staging of the next chunk (whole, full tile: the stage_chunk_full fast path split in
+// parts that can be issued as soon as the current chunk no longer reads them):
+//  - the activation rows [lo, hi) of u, delta, z, dout (rows of sub-chunk k are free once every
+//    thread is past the epilogue of sub-chunk k);
+template <class T, int NT>
+__device__ __forceinline__ void stage_act_rows(char* buf, const ScanParams& p, int b, int t0, int d0,
+                                               StageOffsets so, int lo, int hi) {
+  using SL = StageLayout<T, kTD, 4, 4, 2>;  // the activation tiles do not depend on NPad
+  constexpr int V = 16 / int(sizeof(T)), kVR = kTD / V, kRowsPerIt = NT / kVR;
+  const int r0 = int(threadIdx.x) / kVR;
+  const int64_t act_off = (int64_t(b) * p.L + t0) * p.D + d0;
+  const void* act[4] = {p.u, p.delta, p.z, p.dout};
+#pragma unroll
+  for (int a = 0; a < 4; a++) {
+    if (!act[a]) continue;
+    const T* src = static_cast<const T*>(act[a]) + act_off + so.g;
+    T* dst = SL::act(buf, a) + so.s;
+#pragma unroll
+    for (int i = 0; i < (kCS + kRowsPerIt - 1) / kRowsPerIt; i++) {
+      const int r = r0 + i * kRowsPerIt;
+      if (r < kCS && r >= lo && r < hi) cp_async16(dst + i * kRowsPerIt * kTD, src + int64_t(i * kRowsPerIt) * p.D, true);
+    }
+  }
+}
+//  - B, C and seq (free once phase A has converted them).
+template <class T, int NPad, int NT>
+__device__ __forceinline__ void stage_bc_seq(char* buf, const ScanParams& p, int b, int t0) {
+  using SL = StageLayout<T, kTD, NPad, 4, 2>;
+  constexpr int V = 16 / int(sizeof(T));
+  const int64_t bc_off = (int64_t(b) * p.L + t0) * p.N;
+  const int nv = kCS * p.N / V;
+  const void* bc[2] = {p.Bm, p.Cm};
+#pragma unroll
+  for (int k = 0; k < 2; k++) {
+    const T* src = static_cast<const T*>(bc[k]) + bc_off;
+    T* dst = SL::bc(buf, k);
+    for (int v = threadIdx.x; v < nv; v += NT) cp_async16(dst + v * V, src + v * V, true);
+  }
+  if (p.seq) {
+    const int32_t* srow = p.seq + int64_t(b) * p.L;
+    for (int i = threadIdx.x; i < kCS + 1; i += NT) {
+      const int t = t0 - 1 + i;
+      const bool ok = t >= 0;
+      cp_async4(SL::seq(buf) + i, ok ? srow + t : srow, ok);
+    }
+  }
+}
+
 template <class T, int G>
 __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
                                                            const T* su, const T* sdl, const T* sz,
@@ -446,14 +519,25 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
   if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
+  // Pipelined staging (whole tiles; p.pipelined_staging): the copies of chunk c - 1 are issued
+  // while chunk c is processed, each part as soon as chunk c no longer reads it (B / C / seq after
+  // phase A, the activation rows of sub-chunk k and the sub-chunk starts after its epilogue); only
+  // the rows of sub-chunk 0 are left for the top of the next iteration. pend: the sub-chunks
+  // [0, pend) of chunk c - 1 whose activation rows are not issued yet.
+  const bool pipe = p.pipelined_staging && full_cols && p.vec_bc;
+  int pend = kNSub;
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
     const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
                                                   : make_float4(0.f, 0.f, 0.f, 0.f);
+    const bool ahead = pipe && c < c_hi - 1;  // parts of this chunk were staged during chunk c + 1
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
-    stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
-                                                  p.vec_bc && rows == kCS);
-    if (p.sub_starts) {
+    if (ahead)
+      stage_act_rows<T, 32 * G>(smem, p, b, t0, d0, so, 0, pend * kSC);
+    else
+      stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
+                                                    p.vec_bc && rows == kCS);
+    if (p.sub_starts && !ahead) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // (no walk).
       // The block's kTD x kNPad states of a sub-chunk start are contiguous: float4 v = tid in
@@ -467,6 +551,9 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
+    // The next chunk of the segment (c - 1, whole: only the last chunk of a row can be partial)
+    // into L2 while this one is processed.
+    if (p.l2_prefetch && c - 1 >= c_lo && full_cols) prefetch_chunk_l2<T>(p, b, (c - 1) * kCS, d0);
 
     // Phase A: dt, dt*u and the gated upstream gradient, each element once.
     const T* su = SL::act(smem, 0);
@@ -509,6 +596,12 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       if (tid == 0) *s_mask = m;
     }
     __syncthreads();
+    const bool next = pipe && c - 1 >= c_lo;  // stage chunk c - 1 during this one
+    if (next) {
+      stage_bc_seq<T, kNPad, 32 * G>(smem, p, b, t0 - kCS);
+      cp_async_commit();
+      pend = kNSub;
+    }
 
     // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
     // starting past L do not exist), each followed by its epilogue.
@@ -530,6 +623,18 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       else
         backward_subchunk<G, false, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       __syncthreads();
+      if (next) {
+        // Every thread is past the epilogues of sub-chunks > k and has read its start of k.
+        stage_act_rows<T, 32 * G>(smem, p, b, t0 - kCS, d0, so, (k + 1) * kSC, pend * kSC);
+        pend = k + 1;
+        if (k == 0 && p.sub_starts) {
+          const float* src =
+              p.hstart + (int64_t(b) * p.nc + c - 1) * kNSub * col + int64_t(d0) * kNPad + 4 * tid;
+#pragma unroll
+          for (int kk = 0; kk < kNSub; kk++) cp_async16(s_ck + kk * kTD * G + tid, src + kk * col, true);
+        }
+        cp_async_commit();
+      }
       backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, par_slot, acc_slot);
     }
   }
