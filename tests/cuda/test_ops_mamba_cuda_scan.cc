@@ -360,7 +360,8 @@ TEST(CudaMambaScan, GradientStagingPipelineAndPrefetch) {
       ScopedEnv gp("LMF_SCAN_BWD_PIPELINE", pipe);
       for (const char* pf : {"0", "1"}) {
         ScopedEnv gf("LMF_SCAN_BWD_PREFETCH", pf);
-        for (const char* s : {"2", "5", nullptr}) {
+        const char* segs[] = {"2", "5", nullptr};
+        for (const char* s : segs) {
           ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
           for (DType dt : {DType::f32, DType::bf16})
             for (const auto& c : cases)
