@@ -342,13 +342,12 @@ TEST(CudaMambaScan, SoftplusTails) {
   }
 }
 
-TEST(CudaMambaScan, GradientStagingPipelineAndPrefetch) {
-  // The gradient pass stages chunk c - 1 in parts while it processes chunk c (B / C / seq after
-  // phase A, the activation rows and sub-chunk starts of sub-chunk k after its epilogue) and asks
-  // L2 for it in advance; LMF_SCAN_BWD_PIPELINE=0 / LMF_SCAN_BWD_PREFETCH=0 turn either off.
-  // Both walkers' preparations (row walker: sub-chunk starts staged with the chunk; chunk walker:
-  // walked), segments of 2 / 5 chunks and the automatic size, whole and partial tiles (D = 72),
-  // a partial last chunk with a partial sub-chunk (L = 301), documents on sub-chunk edges.
+TEST(CudaMambaScan, GradientPassDependentLaunch) {
+  // The gradient pass and the finalize start with programmatic dependent launch (their prologue
+  // overlaps the previous kernel's tail; they wait in griddepcontrol.wait before reading its
+  // outputs); LMF_SCAN_PDL=0 launches them plainly. Both preparations (the row walker signals the
+  // gradient pass; the chunk walker does not), segments of 2 / 5 chunks and the automatic size,
+  // whole and partial tiles (D = 72), a partial last chunk and sub-chunk (L = 301), documents.
   const std::vector<ScanCase> cases = {
       {"mixed tiles docs", 2, 301, 72, 16, true, true, true, true, true, 8},
       {"no z N8", 2, 256, 64, 8, false, true, true, true, true, 20},
@@ -356,17 +355,13 @@ TEST(CudaMambaScan, GradientStagingPipelineAndPrefetch) {
   };
   for (const char* impl : {"rows", "chunked"}) {
     ScopedEnv gi("LMF_SCAN_IMPL", impl);
-    for (const char* pipe : {"0", "1"}) {
-      ScopedEnv gp("LMF_SCAN_BWD_PIPELINE", pipe);
-      for (const char* pf : {"0", "1"}) {
-        ScopedEnv gf("LMF_SCAN_BWD_PREFETCH", pf);
-        const char* segs[] = {"2", "5", nullptr};
-        for (const char* s : segs) {
-          ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
-          for (DType dt : {DType::f32, DType::bf16})
-            for (const auto& c : cases)
-              check_case(c, dt, 950, cat(impl, " pipeline ", pipe, " prefetch ", pf, " seg ", s ? s : "auto"));
-        }
+    for (const char* pdl : {"0", "1"}) {
+      ScopedEnv gp("LMF_SCAN_PDL", pdl);
+      const char* segs[] = {"2", "5", nullptr};
+      for (const char* s : segs) {
+        ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
+        for (DType dt : {DType::f32, DType::bf16})
+          for (const auto& c : cases) check_case(c, dt, 950, cat(impl, " pdl ", pdl, " seg ", s ? s : "auto"));
       }
     }
   }

@@ -34,7 +34,9 @@ struct BackwardLayout {
   // instead of held in registers); float4 [32 G]: each thread's (D, D, bias, bias) gradient sums.
   static constexpr int kParOff = kMaskOff + 16;
   static constexpr int kAccOff = kParOff + 16 * 16;
-  static constexpr int kBytes = kAccOff + 32 * G * 16;
+  // int4 [32 G]: each thread's lane constants (BwdLane), read once per sub-chunk.
+  static constexpr int kLaneOff = kAccOff + 32 * G * 16;
+  static constexpr int kBytes = kLaneOff + 32 * G * 16;
   static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
 };
 
@@ -48,18 +50,25 @@ struct BwdShared {
   float* p1;          // sum_n g B, sub-chunk
   float* p2;          // sum_n g h_{t-1} exp(dt A) A log2(e), sub-chunk
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
-  // This thread's stores in the recurrence (lane constants folded in once per kernel, not per
-  // step): y rows (writer lanes: rows ybase, ybase + 1, ...), its p1 or p2 column, its dB / dC
-  // partial slot (tensor-core layout).
+  // This thread's operands in the recurrence, at row k * kSC of the sub-chunk: (dt, dt*u) and gy
+  // of its channel, B and C of its states; its stores: y rows (writer lanes: rows ybase, ybase +
+  // 1, ...), its p1 or p2 column, its dB / dC partial slot (tensor-core layout). Lane constants
+  // folded in once per sub-chunk from BwdLane, not recomputed from the thread index.
+  const float2* dtu_t;
+  const float* gy_t;
+  const float* B_t;
+  const float* C_t;
   float* yw;
   float* qw;
   float* redw;
 };
 
-// Lane constants of the stores above (BwdLane, computed once per kernel): offsets in floats into
-// the sub-chunk buffer (yw, qw) and the red buffer (redw).
+// Lane constants (computed once per kernel, kept in shared memory: under register pressure the
+// compiler would otherwise rebuild them from the thread index every sub-chunk, ~60 instructions
+// per warp): cb = channel | 4 g << 8, offsets in floats into the sub-chunk buffer (y, q) and the
+// red buffer (red).
 struct BwdLane {
-  int y = 0, q = 0, red = 0;
+  int cb = 0, y = 0, q = 0, red = 0;
 };
 
 // The states entering the kNSub sub-chunks of the staged chunk, from the chunk's entering state
@@ -134,10 +143,10 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
 #pragma unroll
     for (int j = 0; j < kSC; j++) {
       const int t = k * kSC + j;
-      const float2 dd = s.dtu[t * kTD + cl];
+      const float2 dd = s.dtu_t[j * kTD];
       float bb[kNP], cc[kNP];
-      unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
-      unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+      unpack4(ld4(s.B_t + j * kNPad), bb);
+      unpack4(ld4(s.C_t + j * kNPad), cc);
       const bool rs = kReset && ((mask >> t) & 1u);
       float acc = 0.f;
 #pragma unroll
@@ -161,12 +170,11 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
   }
 #pragma unroll
   for (int j = kSC - 1; j >= 0; j--) {
-    const int t = k * kSC + j;
-    const float gy = s.gy[t * kTD + cl];
-    const float2 dd = s.dtu[t * kTD + cl];
+    const float gy = s.gy_t[j * kTD];
+    const float2 dd = s.dtu_t[j * kTD];
     float bb[kNP], cc[kNP];
-    unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
-    unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+    unpack4(ld4(s.B_t + j * kNPad), bb);
+    unpack4(ld4(s.C_t + j * kNPad), cc);
     float dv[8];  // dB for the 4 states, then dC
     float q1 = 0.f, q2 = 0.f;
 #pragma unroll
@@ -225,77 +233,18 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
   }
 }
 
-// Asks the L2 for the inputs of the whole chunk at t0 (rows t0 .. t0 + kCS - 1, the tile's kTD
-// channels of u, delta, z, dout: one bulk prefetch per 64-byte row piece; B, C: one each), so
-// that its cp.async staging, issued after the current chunk, finds them in L2 instead of HBM.
-// The chunk must be whole and the tile full (16-byte aligned pieces: p.vec_act, p.vec_bc).
-template <class T>
-__device__ __forceinline__ void prefetch_chunk_l2(const ScanParams& p, int b, int t0, int d0) {
+// Programmatic dependent launch (sm_90): wait until the previous kernel in the stream (launched
+// with the PDL attribute) has completed and its writes are visible; let the next one start its
+// prologue. No-ops without the attribute.
+__device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#pragma unroll 1
-  for (int i = threadIdx.x; i < 4 * kCS; i += blockDim.x) {
-    const int a = i / kCS, r = i - a * kCS;
-    const void* src = a == 0 ? p.u : a == 1 ? p.delta : a == 2 ? p.z : p.dout;
-    if (src) {
-      const T* q = static_cast<const T*>(src) + ((int64_t(b) * p.L + t0 + r) * p.D + d0);
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q), "r"(int(kTD * sizeof(T))));
-    }
-  }
-  if (p.vec_bc && threadIdx.x < 2) {
-    const T* q = static_cast<const T*>(threadIdx.x == 0 ? p.Bm : p.Cm) + (int64_t(b) * p.L + t0) * p.N;
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(q), "r"(int(kCS * p.N * sizeof(T))));
-  }
-#else
-  (void)p, (void)b, (void)t0, (void)d0;
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
-
-// Pipelined staging of the next chunk (whole, full tile: the stage_chunk_full fast path split in
-// parts that can be issued as soon as the current chunk no longer reads them):
-//  - the activation rows [lo, hi) of u, delta, z, dout (rows of sub-chunk k are free once every
-//    thread is past the epilogue of sub-chunk k);
-template <class T, int NT>
-__device__ __forceinline__ void stage_act_rows(char* buf, const ScanParams& p, int b, int t0, int d0,
-                                               StageOffsets so, int lo, int hi) {
-  using SL = StageLayout<T, kTD, 4, 4, 2>;  // the activation tiles do not depend on NPad
-  constexpr int V = 16 / int(sizeof(T)), kVR = kTD / V, kRowsPerIt = NT / kVR;
-  const int r0 = int(threadIdx.x) / kVR;
-  const int64_t act_off = (int64_t(b) * p.L + t0) * p.D + d0;
-  const void* act[4] = {p.u, p.delta, p.z, p.dout};
-#pragma unroll
-  for (int a = 0; a < 4; a++) {
-    if (!act[a]) continue;
-    const T* src = static_cast<const T*>(act[a]) + act_off + so.g;
-    T* dst = SL::act(buf, a) + so.s;
-#pragma unroll
-    for (int i = 0; i < (kCS + kRowsPerIt - 1) / kRowsPerIt; i++) {
-      const int r = r0 + i * kRowsPerIt;
-      if (r < kCS && r >= lo && r < hi) cp_async16(dst + i * kRowsPerIt * kTD, src + int64_t(i * kRowsPerIt) * p.D, true);
-    }
-  }
-}
-//  - B, C and seq (free once phase A has converted them).
-template <class T, int NPad, int NT>
-__device__ __forceinline__ void stage_bc_seq(char* buf, const ScanParams& p, int b, int t0) {
-  using SL = StageLayout<T, kTD, NPad, 4, 2>;
-  constexpr int V = 16 / int(sizeof(T));
-  const int64_t bc_off = (int64_t(b) * p.L + t0) * p.N;
-  const int nv = kCS * p.N / V;
-  const void* bc[2] = {p.Bm, p.Cm};
-#pragma unroll
-  for (int k = 0; k < 2; k++) {
-    const T* src = static_cast<const T*>(bc[k]) + bc_off;
-    T* dst = SL::bc(buf, k);
-    for (int v = threadIdx.x; v < nv; v += NT) cp_async16(dst + v * V, src + v * V, true);
-  }
-  if (p.seq) {
-    const int32_t* srow = p.seq + int64_t(b) * p.L;
-    for (int i = threadIdx.x; i < kCS + 1; i += NT) {
-      const int t = t0 - 1 + i;
-      const bool ok = t >= 0;
-      cp_async4(SL::seq(buf) + i, ok ? srow + t : srow, ok);
-    }
-  }
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
 }
 
 template <class T, int G>
@@ -442,7 +391,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
   // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
   // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
-  BwdLane ln;  // filled below, once the lane layout is known
+  const int4* s_lane = reinterpret_cast<const int4*>(smem + BL::kLaneOff);  // BwdLane per thread
   auto shared_for = [&](int k) {
     BwdShared sh;
     sh.dtu = s_dtu;
@@ -454,9 +403,15 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     sh.p1 = sub + kSC * kYS;
     sh.p2 = sub + kSC * kYS + kSC * kTD + 8;
     sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
-    sh.yw = sub + ln.y;
-    sh.qw = sub + ln.q;
-    sh.redw = sh.red + ln.red;
+    const int4 lc = s_lane[threadIdx.x];
+    const int cl_k = k * kSC * kTD + (lc.x & 0xff), bc_k = k * kSC * kNPad + (lc.x >> 8);
+    sh.dtu_t = s_dtu + cl_k;
+    sh.gy_t = s_gy + cl_k;
+    sh.B_t = s_B + bc_k;
+    sh.C_t = s_C + bc_k;
+    sh.yw = sub + lc.y;
+    sh.qw = sub + lc.z;
+    sh.redw = sh.red + lc.w;
     return sh;
   };
 
@@ -476,9 +431,12 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     float zy[kSC] = {}, zq[2] = {};
     LaneReduce<kSC, kGHi, kGLo>::run(zy, lane, ybase);
     LaneReduce<2, kGHi, kGLo>::run(zq, lane, qbase);
+    BwdLane ln;
+    ln.cb = cl | (4 * g) << 8;
     ln.y = ybase * kYS + cl;
     ln.q = (qbase == 0 ? kSC * kYS : kSC * kYS + kSC * kTD + 8) + cl;
     ln.red = kMma ? (warp * kSC * 2 + ((lane & 16) ? 1 : 0)) * kNPad + g * kNP + (lane & 3) : 0;
+    reinterpret_cast<int4*>(smem + BL::kLaneOff)[tid] = make_int4(ln.cb, ln.y, ln.q, ln.red);
   }
   const StageOffsets so = stage_offsets<T, kTD, 32 * G>(p.D);
   uint32_t bsel[4];
@@ -517,27 +475,21 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int64_t own = int64_t(d) * kNPad + 4 * g;  // this thread's float4 in a [*, D, kNPad] slice
   const int64_t prow = int64_t(b) * p.nseg + seg;  // partials row
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
-  if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
-  // Pipelined staging (whole tiles; p.pipelined_staging): the copies of chunk c - 1 are issued
-  // while chunk c is processed, each part as soon as chunk c no longer reads it (B / C / seq after
-  // phase A, the activation rows of sub-chunk k and the sub-chunk starts after its epilogue); only
-  // the rows of sub-chunk 0 are left for the top of the next iteration. pend: the sub-chunks
-  // [0, pend) of chunk c - 1 whose activation rows are not issued yet.
-  const bool pipe = p.pipelined_staging && full_cols && p.vec_bc;
-  int pend = kNSub;
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
+    __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
+    stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
+                                                  p.vec_bc && rows == kCS);
+    if (c == c_hi - 1) {
+      // Everything above reads only inputs; the preparation's outputs (hstart, segG) and dBC
+      // (zeroed before it) from here on (PDL: this block may have started during its tail).
+      pdl_wait();
+      if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
+    }
     const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
                                                   : make_float4(0.f, 0.f, 0.f, 0.f);
-    const bool ahead = pipe && c < c_hi - 1;  // parts of this chunk were staged during chunk c + 1
-    __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
-    if (ahead)
-      stage_act_rows<T, 32 * G>(smem, p, b, t0, d0, so, 0, pend * kSC);
-    else
-      stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
-                                                    p.vec_bc && rows == kCS);
-    if (p.sub_starts && !ahead) {
+    if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // (no walk).
       // The block's kTD x kNPad states of a sub-chunk start are contiguous: float4 v = tid in
@@ -551,9 +503,6 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
-    // The next chunk of the segment (c - 1, whole: only the last chunk of a row can be partial)
-    // into L2 while this one is processed.
-    if (p.l2_prefetch && c - 1 >= c_lo && full_cols) prefetch_chunk_l2<T>(p, b, (c - 1) * kCS, d0);
 
     // Phase A: dt, dt*u and the gated upstream gradient, each element once.
     const T* su = SL::act(smem, 0);
@@ -596,12 +545,6 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       if (tid == 0) *s_mask = m;
     }
     __syncthreads();
-    const bool next = pipe && c - 1 >= c_lo;  // stage chunk c - 1 during this one
-    if (next) {
-      stage_bc_seq<T, kNPad, 32 * G>(smem, p, b, t0 - kCS);
-      cp_async_commit();
-      pend = kNSub;
-    }
 
     // Phase B: the states entering the sub-chunks, then the sub-chunks from last to first (those
     // starting past L do not exist), each followed by its epilogue.
@@ -623,18 +566,6 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       else
         backward_subchunk<G, false, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       __syncthreads();
-      if (next) {
-        // Every thread is past the epilogues of sub-chunks > k and has read its start of k.
-        stage_act_rows<T, 32 * G>(smem, p, b, t0 - kCS, d0, so, (k + 1) * kSC, pend * kSC);
-        pend = k + 1;
-        if (k == 0 && p.sub_starts) {
-          const float* src =
-              p.hstart + (int64_t(b) * p.nc + c - 1) * kNSub * col + int64_t(d0) * kNPad + 4 * tid;
-#pragma unroll
-          for (int kk = 0; kk < kNSub; kk++) cp_async16(s_ck + kk * kTD * G + tid, src + kk * col, true);
-        }
-        cp_async_commit();
-      }
       backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, par_slot, acc_slot);
     }
   }
@@ -668,6 +599,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     p.pD[prow * p.D + d0 + lane] = sD;
     p.pbias[prow * p.D + d0 + lane] = sB;
   }
+  pdl_launch_dependents();
 }
 
 }  // namespace lmf::cuda::scan
