@@ -341,3 +341,28 @@ TEST(CudaMambaScan, SoftplusTails) {
     for (size_t i = 0; i < r.grad_rel.size(); i++) EXPECT_LT(r.grad_rel[i], tol(dt)) << dtype_name(dt) << " grad " << i;
   }
 }
+
+TEST(CudaMambaScan, GradientPassDependentLaunch) {
+  // The gradient pass and the finalize start with programmatic dependent launch (their prologue
+  // overlaps the previous kernel's tail; they wait in griddepcontrol.wait before reading its
+  // outputs); LMF_SCAN_PDL=0 launches them plainly. Both preparations (the row walker signals the
+  // gradient pass; the chunk walker does not), segments of 2 / 5 chunks and the automatic size,
+  // whole and partial tiles (D = 72), a partial last chunk and sub-chunk (L = 301), documents.
+  const std::vector<ScanCase> cases = {
+      {"mixed tiles docs", 2, 301, 72, 16, true, true, true, true, true, 8},
+      {"no z N8", 2, 256, 64, 8, false, true, true, true, true, 20},
+      {"N32", 1, 200, 64, 32, true, true, true, false, true},
+  };
+  for (const char* impl : {"rows", "chunked"}) {
+    ScopedEnv gi("LMF_SCAN_IMPL", impl);
+    for (const char* pdl : {"0", "1"}) {
+      ScopedEnv gp("LMF_SCAN_PDL", pdl);
+      const char* segs[] = {"2", "5", nullptr};
+      for (const char* s : segs) {
+        ScopedEnv gs("LMF_SCAN_SEG_CHUNKS", s);
+        for (DType dt : {DType::f32, DType::bf16})
+          for (const auto& c : cases) check_case(c, dt, 950, cat(impl, " pdl ", pdl, " seg ", s ? s : "auto"));
+      }
+    }
+  }
+}

@@ -26,6 +26,7 @@
 // shared memory (bf16, N = 16: ~50 KB, four blocks per SM on H100).
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "lmforge/backend/cuda/selective_scan_grad.cuh"
 #include "lmforge/backend/cuda/selective_scan_rows.cuh"
@@ -103,6 +104,7 @@ __device__ __forceinline__ void param_grads_block(const FinalizeArgs& a) {
 
 template <class T>
 __global__ void __launch_bounds__(kFinalizeThreads) scan_finalize_kernel(FinalizeArgs a) {
+  pdl_wait();  // the gradient pass's partials and dBC (PDL launch)
   if (int(blockIdx.x) < a.param_blocks) {
     param_grads_block(a);
     return;
@@ -114,6 +116,23 @@ __global__ void __launch_bounds__(kFinalizeThreads) scan_finalize_kernel(Finaliz
     if (dB) dB[i] = from_f<T>(a.dBC[i]);
     if (dC) dC[i] = from_f<T>(a.dBC[a.n + i]);
   }
+}
+
+// Launches kernel(args...) on the current stream, with programmatic dependent launch when `pdl`
+// (the kernel starts during the previous kernel's tail and waits in griddepcontrol.wait).
+template <class... KArgs, class... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, int smem, bool pdl, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = current_stream();
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
 }
 
 template <class T, int G, int W>
@@ -140,8 +159,7 @@ void launch_backward(const ScanParams& p, DType t) {
   static std::atomic<uint64_t> prepared{0};
   prepare_kernel(reinterpret_cast<const void*>(kernel), smem, prepared);
   const dim3 grid(unsigned((p.D + kTD - 1) / kTD), unsigned(p.nseg), unsigned(p.B));
-  kernel<<<grid, 32 * G, smem, current_stream()>>>(p);
-  LMF_CUDA_CHECK_LAUNCH();
+  launch_pdl(kernel, grid, dim3(32 * G), smem, p.pdl && p.sub_starts, p);
 }
 
 // Chunks per gradient-pass segment: enough blocks for ~16 per SM over the run (load balance and
@@ -206,6 +224,12 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
   // The row-walker preparation stores the state entering every 8-step sub-chunk (4x the chunk
   // starts: 8 B per (b, t, d) for N = 16), which spares the gradient pass its 24-step walk.
   p.sub_starts = scan::use_rows_impl(p);
+  // The gradient pass (after the row-walker preparation, which signals it) and the finalize
+  // start with programmatic dependent launch (LMF_SCAN_PDL=0: off).
+  {
+    const char* e = std::getenv("LMF_SCAN_PDL");
+    p.pdl = !(e && std::string(e) == "0");
+  }
   Tensor hstart = Tensor::empty({B, nc * (p.sub_starts ? scan::kNSub : 1), D, npad}, DType::f32, dev);
   Tensor seg = Tensor::empty({2, B, p.nseg, D, npad}, DType::f32, dev);
   Tensor dBC = Tensor::zeros({2, B, L, N}, DType::f32, dev);
@@ -248,9 +272,8 @@ void selective_scan_backward(const Tensor& u, const Tensor& delta, const Tensor&
     fa.dC = dCm.defined() ? dCm.data_ptr() : nullptr;
     fa.n = B * L * N;
     const int cast_blocks = blocks_for(fa.n, scan::kFinalizeThreads);
-    scan::scan_finalize_kernel<T>
-        <<<unsigned(fa.param_blocks + cast_blocks), scan::kFinalizeThreads, 0, stream>>>(fa);
-    LMF_CUDA_CHECK_LAUNCH();
+    scan::launch_pdl(scan::scan_finalize_kernel<T>, dim3(unsigned(fa.param_blocks + cast_blocks)),
+                     dim3(scan::kFinalizeThreads), 0, p.pdl, fa);
   });
 }
 

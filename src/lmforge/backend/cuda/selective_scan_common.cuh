@@ -65,6 +65,7 @@ struct ScanParams {
   bool sub_starts = false;  // hstart per 8-step sub-chunk (row-walker preparation)
   bool vec_act = false;  // [*, D] tensors take 16-byte vector copies
   bool vec_bc = false;   // [*, N] tensors take 16-byte vector copies
+  bool pdl = false;                // backward: programmatic dependent launch of the later kernels
 };
 
 // Threads per channel for a state size N (N <= 32). At least 2, so that a row of 16 channels

@@ -6,6 +6,7 @@
 
 namespace lmf::cuda::scan {
 
+constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kTD = 32;  // channels per gradient block (channel = lane in the element-wise phases)
 constexpr int kSC = 8;   // sub-chunk: steps recomputed and held in registers at a time
 constexpr int kNSub = kCS / kSC;
@@ -29,7 +30,13 @@ struct BackwardLayout {
   static constexpr int kRedOff = kBCOff + 2 * align16(kCS * kNPad * 4);  // 2 sub-chunk buffers
   static constexpr int kCkOff = kRedOff + 2 * kRed;                      // float4 [kNSub][kTD * G]
   static constexpr int kMaskOff = kCkOff + kNSub * kTD * G * 16;
-  static constexpr int kBytes = kMaskOff + 16;
+  // float4 [16]: (bias, bias, D, D) of the channel pair (2 tid) % 32, + 1 (read where used
+  // instead of held in registers); float4 [32 G]: each thread's (D, D, bias, bias) gradient sums.
+  static constexpr int kParOff = kMaskOff + 16;
+  static constexpr int kAccOff = kParOff + 16 * 16;
+  // int4 [32 G]: each thread's lane constants (BwdLane), read once per sub-chunk.
+  static constexpr int kLaneOff = kAccOff + 32 * G * 16;
+  static constexpr int kBytes = kLaneOff + 32 * G * 16;
   static_assert(kBytes <= 227 * 1024, "backward shared memory exceeds the per-block limit");
 };
 
@@ -41,8 +48,27 @@ struct BwdShared {
   const float* C;     // chunk
   float* y;           // sum_n h C (for dz), sub-chunk, row stride kYS
   float* p1;          // sum_n g B, sub-chunk
-  float* p2;          // sum_n g h_{t-1} exp(dt A) A, sub-chunk
+  float* p2;          // sum_n g h_{t-1} exp(dt A) A log2(e), sub-chunk
   float* red;         // per-warp channel sums of dB, dC [G][kSC][2][kNPad], sub-chunk
+  // This thread's operands in the recurrence, at row k * kSC of the sub-chunk: (dt, dt*u) and gy
+  // of its channel, B and C of its states; its stores: y rows (writer lanes: rows ybase, ybase +
+  // 1, ...), its p1 or p2 column, its dB / dC partial slot (tensor-core layout). Lane constants
+  // folded in once per sub-chunk from BwdLane, not recomputed from the thread index.
+  const float2* dtu_t;
+  const float* gy_t;
+  const float* B_t;
+  const float* C_t;
+  float* yw;
+  float* qw;
+  float* redw;
+};
+
+// Lane constants (computed once per kernel, kept in shared memory: under register pressure the
+// compiler would otherwise rebuild them from the thread index every sub-chunk, ~60 instructions
+// per warp): cb = channel | 4 g << 8, offsets in floats into the sub-chunk buffer (y, q) and the
+// red buffer (red).
+struct BwdLane {
+  int cb = 0, y = 0, q = 0, red = 0;
 };
 
 // The states entering the kNSub sub-chunks of the staged chunk, from the chunk's entering state
@@ -102,7 +128,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
 // for the two mma, 1.0f where lane / 8 == q for q = 0..3).
 template <int G, bool kReset, bool kMma>
 __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uint32_t mask, float4 h0v,
-                                                  const float (&A)[kNP], const float (&A2)[kNP],
+                                                  const float (&A2)[kNP],
                                                   float (&carry)[kNP], float (&dA)[kNP], bool has_z, int g,
                                                   int cl, int lane, int warp, const uint32_t (&bsel)[4]) {
   constexpr int kNPad = 4 * G;
@@ -117,10 +143,10 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
 #pragma unroll
     for (int j = 0; j < kSC; j++) {
       const int t = k * kSC + j;
-      const float2 dd = s.dtu[t * kTD + cl];
+      const float2 dd = s.dtu_t[j * kTD];
       float bb[kNP], cc[kNP];
-      unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
-      unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+      unpack4(ld4(s.B_t + j * kNPad), bb);
+      unpack4(ld4(s.C_t + j * kNPad), cc);
       const bool rs = kReset && ((mask >> t) & 1u);
       float acc = 0.f;
 #pragma unroll
@@ -138,18 +164,17 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       Red::run(yv, lane, base);
       if ((lane & Red::kWriterMask) == 0) {
 #pragma unroll
-        for (int j = 0; j < Red::kOut; j++) s.y[(base + j) * kYS + cl] = yv[j];
+        for (int j = 0; j < Red::kOut; j++) s.yw[j * kYS] = yv[j];
       }
     }
   }
 #pragma unroll
   for (int j = kSC - 1; j >= 0; j--) {
-    const int t = k * kSC + j;
-    const float gy = s.gy[t * kTD + cl];
-    const float2 dd = s.dtu[t * kTD + cl];
+    const float gy = s.gy_t[j * kTD];
+    const float2 dd = s.dtu_t[j * kTD];
     float bb[kNP], cc[kNP];
-    unpack4(ld4(s.B + t * kNPad + 4 * g), bb);
-    unpack4(ld4(s.C + t * kNPad + 4 * g), cc);
+    unpack4(ld4(s.B_t + j * kNPad), bb);
+    unpack4(ld4(s.C_t + j * kNPad), cc);
     float dv[8];  // dB for the 4 states, then dC
     float q1 = 0.f, q2 = 0.f;
 #pragma unroll
@@ -163,7 +188,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       const float hp = j > 0 ? hs[j - 1][i] : h0[i];
       const float ga = gi * a[j][i];
       const float qq = ga * hp;       // dL/da_t * a_t
-      q2 = fmaf(qq, A[i], q2);        // d a_t / d dt = A a_t
+      q2 = fmaf(qq, A2[i], q2);       // d a_t / d dt = A a_t (times log2 e: undone in the epilogue)
       dA[i] = fmaf(qq, dd.x, dA[i]);  // d a_t / d A = dt a_t
       carry[i] = ga;
     }
@@ -174,8 +199,12 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       int base = 0;
       RedG::run(q, lane, base);
       if ((lane & RedG::kWriterMask) == 0) {
+        if constexpr (RedG::kOut == 1) {
+          s.qw[j * kTD] = q[0];  // p1 (base 0) or p2 (base 1) of this lane
+        } else {
 #pragma unroll
-        for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
+          for (int jj = 0; jj < RedG::kOut; jj++) (base + jj == 0 ? s.p1 : s.p2)[j * kTD + cl] = q[jj];
+        }
       }
     }
     if constexpr (kMma) {
@@ -188,7 +217,7 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
       const bool up = (lane & 16) != 0;
       const float send = up ? acc2[0] : acc2[2], keep = up ? acc2[2] : acc2[0];
       const float v = keep + __shfl_xor_sync(0xffffffffu, send, 16);
-      s.red[((warp * kSC + j) * 2 + (up ? 1 : 0)) * kNPad + g * kNP + (lane & 3)] = v;
+      s.redw[j * 2 * kNPad] = v;  // red[((warp * kSC + j) * 2 + up) * kNPad + g * kNP + lane % 4]
     } else {
       using RedD = LaneReduce<8, 16, G>;  // over the channel lanes of the warp
       int base = 0;
@@ -204,12 +233,29 @@ __device__ __forceinline__ void backward_subchunk(const BwdShared& s, int k, uin
   }
 }
 
+// Programmatic dependent launch (sm_90): wait until the previous kernel in the stream (launched
+// with the PDL attribute) has completed and its writes are visible; let the next one start its
+// prologue. No-ops without the attribute.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 template <class T, int G>
 __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, const BwdShared& s,
                                                            const T* su, const T* sdl, const T* sz,
                                                            const T* sdo, int b, int t0, int k, int cols,
-                                                           bool full_cols, float2 bias2, float2 D2,
-                                                           float2& accD2, float2& accBias2) {
+                                                           bool full_cols, const float4* par_slot,
+                                                           float4* acc_slot) {
+  const float4 par = *par_slot, acc = *acc_slot;
+  const float2 bias2 = make_float2(par.x, par.y), D2 = make_float2(par.z, par.w);
+  float2 accD2 = make_float2(acc.x, acc.y), accBias2 = make_float2(acc.z, acc.w);
   constexpr int kNPad = 4 * G;
   constexpr int kThreads = 32 * G;
   const int rows = min(kSC, p.L - t0 - k * kSC);  // >= 1
@@ -236,17 +282,18 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
         dsp0 = sigmoid_ftz(dl.x + bias2.x);
         dsp1 = sigmoid_ftz(dl.y + bias2.y);
       }
-      const float ddl0 = fmaf(q1.x, uu.x, q2.x) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y) * dsp1;
-      const int off = j * p.D + cp;
-      if (du) st2(du + off0 + off, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
-      if (ddelta) st2(ddelta + off0 + off, ddl0, ddl1);
+      // p2 holds sum_n g h_{t-1} a A log2(e): times ln 2.
+      const float ddl0 = fmaf(q1.x, uu.x, q2.x * kLn2) * dsp0, ddl1 = fmaf(q1.y, uu.y, q2.y * kLn2) * dsp1;
+      const int64_t o = off0 + (j * p.D + cp);  // one element offset for the three outputs
+      if (du) st2(du + o, fmaf(q1.x, dtu.x, D2.x * gy.x), fmaf(q1.y, dtu.z, D2.y * gy.y));
+      if (ddelta) st2(ddelta + o, ddl0, ddl1);
       if (dz) {
         // out = y silu(z): dz = dout y silu'(z), silu'(z) = s (1 + z (1 - s)).
         const float2 zz = ld2(sz + ec), dd = ld2(sdo + ec);
         const float2 yy = *reinterpret_cast<const float2*>(s.y + j * kYS + cp);
         const float sg0 = sigmoid_ftz(zz.x), sg1 = sigmoid_ftz(zz.y);
         const float y0 = fmaf(D2.x, uu.x, yy.x), y1 = fmaf(D2.y, uu.y, yy.y);
-        st2(dz + off0 + off, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
+        st2(dz + o, dd.x * y0 * sg0 * (1.f + zz.x * (1.f - sg0)),
             dd.y * y1 * sg1 * (1.f + zz.y * (1.f - sg1)));
       }
       accD2.x = fmaf(gy.x, uu.x, accD2.x);
@@ -268,7 +315,7 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
         const float uu = to_f(su[ec]), dt = s.dtu[ec].x, gy = s.gy[ec], q1 = s.p1[e];
         const float raw = to_f(sdl[ec]) + bias;
         const float dsp = p.softplus ? sigmoid_ftz(raw) : 1.f;  // softplus'(raw)
-        const float ddl = fmaf(q1, uu, s.p2[e]) * dsp;
+        const float ddl = fmaf(q1, uu, s.p2[e] * kLn2) * dsp;
         const int64_t off = off0 + int64_t(j) * p.D + cp + h;
         if (p.du) static_cast<T*>(p.du)[off] = from_f<T>(fmaf(q1, dt, Dd * gy));
         if (p.ddelta) static_cast<T*>(p.ddelta)[off] = from_f<T>(ddl);
@@ -287,6 +334,7 @@ __device__ __forceinline__ void backward_subchunk_epilogue(const ScanParams& p, 
       }
     }
   }
+  *acc_slot = make_float4(accD2.x, accD2.y, accBias2.x, accBias2.y);
   const float* red = s.red;
   const int64_t row0 = t0 + k * kSC;
   if (p.N % 4 == 0) {
@@ -343,6 +391,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   uint32_t* s_mask = reinterpret_cast<uint32_t*>(smem + BL::kMaskOff);
   // Sub-chunk buffers alternate (k & 1): the epilogue of sub-chunk k reads buffer k & 1 while
   // the recurrence of sub-chunk k - 1 fills the other, so one barrier per sub-chunk suffices.
+  const int4* s_lane = reinterpret_cast<const int4*>(smem + BL::kLaneOff);  // BwdLane per thread
   auto shared_for = [&](int k) {
     BwdShared sh;
     sh.dtu = s_dtu;
@@ -354,6 +403,15 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     sh.p1 = sub + kSC * kYS;
     sh.p2 = sub + kSC * kYS + kSC * kTD + 8;
     sh.red = reinterpret_cast<float*>(smem + BL::kRedOff + (k & 1) * BL::kRed);
+    const int4 lc = s_lane[threadIdx.x];
+    const int cl_k = k * kSC * kTD + (lc.x & 0xff), bc_k = k * kSC * kNPad + (lc.x >> 8);
+    sh.dtu_t = s_dtu + cl_k;
+    sh.gy_t = s_gy + cl_k;
+    sh.B_t = s_B + bc_k;
+    sh.C_t = s_C + bc_k;
+    sh.yw = sub + lc.y;
+    sh.qw = sub + lc.z;
+    sh.redw = sh.red + lc.w;
     return sh;
   };
 
@@ -365,6 +423,21 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const int g = kMma ? (lane >> 2) & 3 : tid % G;
   const int cl = kMma ? warp * 8 + (lane >> 4) * 4 + (lane & 3) : tid / G, d = d0 + cl;
   const int slot = cl * G + g;  // this thread's float4 in the s_ck sub-chunk start arrays
+  {
+    // The rows / column this lane stores after the g-lane reductions of backward_subchunk (the
+    // bases LaneReduce leaves: lane constants, found once by running it on zeros).
+    constexpr int kGHi = kMma ? 8 : G / 2, kGLo = kMma ? 4 : 1;
+    int ybase = 0, qbase = 0;
+    float zy[kSC] = {}, zq[2] = {};
+    LaneReduce<kSC, kGHi, kGLo>::run(zy, lane, ybase);
+    LaneReduce<2, kGHi, kGLo>::run(zq, lane, qbase);
+    BwdLane ln;
+    ln.cb = cl | (4 * g) << 8;
+    ln.y = ybase * kYS + cl;
+    ln.q = (qbase == 0 ? kSC * kYS : kSC * kYS + kSC * kTD + 8) + cl;
+    ln.red = kMma ? (warp * kSC * 2 + ((lane & 16) ? 1 : 0)) * kNPad + g * kNP + (lane & 3) : 0;
+    reinterpret_cast<int4*>(smem + BL::kLaneOff)[tid] = make_int4(ln.cb, ln.y, ln.q, ln.red);
+  }
   const StageOffsets so = stage_offsets<T, kTD, 32 * G>(p.D);
   uint32_t bsel[4];
 #pragma unroll
@@ -377,28 +450,45 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
   const bool full_cols = p.vec_act && d0 + kTD <= p.D;
   const int cp = (2 * tid) & (kTD - 1);
   const bool ok0 = d0 + cp < p.D, ok1 = d0 + cp + 1 < p.D;
-  const float2 bias2 =
-      p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
-                     : make_float2(0.f, 0.f);
-  const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
-                              : make_float2(0.f, 0.f);
-  float2 accD2 = make_float2(0.f, 0.f), accBias2 = make_float2(0.f, 0.f);
-  float A[kNP], A2[kNP];
-  load_A(p, d, g, A, A2);
+  // The channel pair's dt bias and D, and this thread's parameter-gradient sums, in shared memory
+  // (fewer live registers; made visible by the barrier at the first chunk's staging).
+  float4* s_par = reinterpret_cast<float4*>(smem + BL::kParOff);
+  float4* s_accs = reinterpret_cast<float4*>(smem + BL::kAccOff);
+  const float4* par_slot = s_par + (tid & 15);  // channel pair (2 tid) % 32
+  float4* acc_slot = s_accs + tid;
+  if (tid < 16) {
+    const float2 bias2 =
+        p.delta_bias.p ? make_float2(ok0 ? p.delta_bias[d0 + cp] : 0.f, ok1 ? p.delta_bias[d0 + cp + 1] : 0.f)
+                       : make_float2(0.f, 0.f);
+    const float2 D2 = p.Dskip.p ? make_float2(ok0 ? p.Dskip[d0 + cp] : 0.f, ok1 ? p.Dskip[d0 + cp + 1] : 0.f)
+                                : make_float2(0.f, 0.f);
+    s_par[tid] = make_float4(bias2.x, bias2.y, D2.x, D2.y);
+  }
+  *acc_slot = make_float4(0.f, 0.f, 0.f, 0.f);
+  float A2[kNP];
+  {
+    float A[kNP];
+    load_A(p, d, g, A, A2);
+  }
 
   const int64_t col = int64_t(p.D) * kNPad;
   const int64_t own = int64_t(d) * kNPad + 4 * g;  // this thread's float4 in a [*, D, kNPad] slice
   const int64_t prow = int64_t(b) * p.nseg + seg;  // partials row
   float carry[kNP] = {0.f, 0.f, 0.f, 0.f}, dA[kNP] = {0.f, 0.f, 0.f, 0.f};
-  if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
   const int c_lo = seg * p.seg_chunks, c_hi = min(p.nc, c_lo + p.seg_chunks);
   for (int c = c_hi - 1; c >= c_lo; c--) {
     const int t0 = c * kCS, rows = min(kCS, p.L - t0), cols = min(kTD, p.D - d0);
-    const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
-                                                  : make_float4(0.f, 0.f, 0.f, 0.f);
     __syncthreads();  // every thread is past the epilogues of chunk c + 1 (staged tiles, arrays)
     stage_chunk_full<T, kTD, kNPad, 4, 2, 32 * G>(smem, p, b, t0, d0, so, full_cols && rows == kCS,
                                                   p.vec_bc && rows == kCS);
+    if (c == c_hi - 1) {
+      // Everything above reads only inputs; the preparation's outputs (hstart, segG) and dBC
+      // (zeroed before it) from here on (PDL: this block may have started during its tail).
+      pdl_wait();
+      if (d < p.D) unpack4(ld4(p.segG + prow * col + own), carry);  // dL/dh entering from the right
+    }
+    const float4 hst = (d < p.D && !p.sub_starts) ? ld4(p.hstart + (int64_t(b) * p.nc + c) * col + own)
+                                                  : make_float4(0.f, 0.f, 0.f, 0.f);
     if (p.sub_starts) {
       // The states entering the sub-chunks were stored by the preparation: staged with the chunk
       // (no walk).
@@ -419,6 +509,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     const T* sdl = SL::act(smem, 1);
     const T* sz = SL::act(smem, 2);
     const T* sdo = SL::act(smem, 3);
+    const float2 bias2 = make_float2(par_slot->x, par_slot->y);
     if (full_cols && rows == kCS) {
       phase_a_full<T, 32 * G, true>(su, sdl, sz, sdo, s_dtu, s_gy, bias2, p.softplus, has_z);
     } else {
@@ -471,25 +562,30 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
       const float4 h0 = s_ck[k * kTD * G + slot];
       const BwdShared sh = shared_for(k);
       if ((mask >> (k * kSC)) & 0xffu)
-        backward_subchunk<G, true, kMma>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
+        backward_subchunk<G, true, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       else
-        backward_subchunk<G, false, kMma>(sh, k, mask, h0, A, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
+        backward_subchunk<G, false, kMma>(sh, k, mask, h0, A2, carry, dA, has_z, g, cl, lane, warp, bsel);
       __syncthreads();
-      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, bias2, D2, accD2,
-                                       accBias2);
+      backward_subchunk_epilogue<T, G>(p, sh, su, sdl, sz, sdo, b, t0, k, cols, full_cols, par_slot, acc_slot);
     }
   }
 
   // Per-block parameter partials (summed over the rows in a fixed order by scan_finalize_kernel).
-  if (d < p.D)
+  if (d < p.D) {
+    float A[kNP];
+    load_A(p, d, g, A, A2);
     reinterpret_cast<float4*>(p.pA + prow * col + own)[0] =
         make_float4(dA[0] * A[0], dA[1] * A[1], dA[2] * A[2], dA[3] * A[3]);  // dL/dA_log = dL/dA * A
+  }
   __syncthreads();                                                            // shared memory is reused below
   // [2][32 G] float2: thread tid's sums of channels (2 tid) % 32 and the next one; summed over
   // the threads of a channel in a fixed order.
   float* s_acc = s_gy;
-  reinterpret_cast<float2*>(s_acc)[tid] = accD2;
-  reinterpret_cast<float2*>(s_acc + 64 * G)[tid] = accBias2;
+  {
+    const float4 acc = *acc_slot;
+    reinterpret_cast<float2*>(s_acc)[tid] = make_float2(acc.x, acc.y);
+    reinterpret_cast<float2*>(s_acc + 64 * G)[tid] = make_float2(acc.z, acc.w);
+  }
   __syncthreads();
   if (warp == 0 && ce_ok) {
     float sD = 0.f, sB = 0.f;
@@ -503,6 +599,7 @@ __global__ void __launch_bounds__(32 * G, G == 4 ? 4 : 1) scan_backward_kernel(S
     p.pD[prow * p.D + d0 + lane] = sD;
     p.pbias[prow * p.D + d0 + lane] = sB;
   }
+  pdl_launch_dependents();
 }
 
 }  // namespace lmf::cuda::scan

@@ -411,6 +411,7 @@ __global__ void __launch_bounds__(Rows<NS, G>::kThreads) scan_bwd_prep_rows_kern
       for (int q = 0; q < NS; q++) sweep_segments<1>(p.segP, p.segG, base + q, col, p.nseg);
     }
   }
+  pdl_launch_dependents();  // the gradient pass may start its prologue (it waits for our writes)
 }
 
 // Lanes per channel G of the row walkers for this problem (NS = npad / G states per thread):
