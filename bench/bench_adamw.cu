@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lmforge/backend/cuda/adamw.h"
+#include "lmforge/backend/cuda/cuda_common.h"
 #include "lmforge/core/error.h"
 
 namespace {
@@ -56,9 +57,9 @@ double time_ms(F&& f, int warmup, int iters) {
   check(cudaEventCreate(&b), "event");
   std::vector<float> ms;
   for (int i = 0; i < iters; i++) {
-    check(cudaEventRecord(a), "record");
+    check(cudaEventRecord(a, lmf::cuda::current_stream()), "record");
     f();
-    check(cudaEventRecord(b), "record");
+    check(cudaEventRecord(b, lmf::cuda::current_stream()), "record");
     check(cudaEventSynchronize(b), "sync");
     float t = 0;
     check(cudaEventElapsedTime(&t, a, b), "elapsed");
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
   check(cudaMalloc(&dst, copy_bytes), "malloc dst");
   check(cudaMemset(src, 1, copy_bytes), "memset src");
   const double memcpy_ms =
-      time_ms([&] { check(cudaMemcpy(dst, src, copy_bytes, cudaMemcpyDeviceToDevice), "memcpy"); },
+      time_ms([&] { check(cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice, lmf::cuda::current_stream()), "memcpy"); },
               3, iters);
   const double memcpy_bytes = 2.0 * double(copy_bytes);
 

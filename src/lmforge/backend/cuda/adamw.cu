@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "lmforge/backend/cuda/adamw.h"
+#include "lmforge/backend/cuda/cuda_common.h"
 #include "lmforge/core/error.h"
 
 namespace lmf::cuda {
@@ -169,7 +170,7 @@ void launch(float* p, const float* g, float* m, float* v, Copy* copy, const Rang
   const int64_t max_blocks = int64_t(multiprocessor_count(device)) * 8;
   const int blocks =
       int(std::max<int64_t>(1, std::min(max_blocks, (vecs + kThreads - 1) / kThreads)));
-  adamw_kernel<Copy, kVec><<<blocks, kThreads>>>(p, g, m, v, copy, batch, s);
+  adamw_kernel<Copy, kVec><<<blocks, kThreads, 0, current_stream()>>>(p, g, m, v, copy, batch, s);
   check_cuda(cudaGetLastError(), "kernel launch");
 }
 

@@ -12,7 +12,8 @@ namespace lmf::cuda {
 
 // Same contract as lmf::cpu::adamw_step (backend/cpu/adamw.h), except:
 //  - every buffer pointer is device memory on CUDA device `device`; `ranges` is a host array;
-//  - the work is queued on the legacy default stream of `device` and returns before it ends;
+//  - the work is queued on lmforge's stream of `device` (cuda::current_stream(), a non-blocking
+//    stream), after the kernels that produced the gradients, and returns before it ends;
 //  - when params, grads, exp_avg, exp_avg_sq are 16-byte aligned and copy 16-byte (f32) or
 //    8-byte (bf16) aligned, the kernel moves 4 elements per load; otherwise one (still correct).
 //  - ranges are sent 64 per launch (by value, into shared memory), so one launch for up to 64

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "lmforge/backend/cuda/cuda_common.h"
 #include "lmforge/backend/cuda/reduce_norm.h"
 #include "lmforge/core/device_memory.h"
 #include "lmforge/core/error.h"
@@ -79,17 +80,20 @@ double sum_of_squares(int device, const float* x, int64_t n) {
   auto* scratch = static_cast<double*>(device_alloc(dev, scratch_bytes));
   double result = 0.0;
   cudaError_t err = cudaSuccess;
+  // On lmforge's (non-blocking) stream, after the kernels that wrote x: the legacy default stream
+  // would not wait for them.
+  cudaStream_t stream = current_stream();
   if (reinterpret_cast<uintptr_t>(x) % 16 == 0)
-    sum_squares_partial<true><<<blocks, kThreads>>>(x, n, scratch + 1);
+    sum_squares_partial<true><<<blocks, kThreads, 0, stream>>>(x, n, scratch + 1);
   else
-    sum_squares_partial<false><<<blocks, kThreads>>>(x, n, scratch + 1);
+    sum_squares_partial<false><<<blocks, kThreads, 0, stream>>>(x, n, scratch + 1);
   err = cudaGetLastError();
   if (err == cudaSuccess) {
-    sum_partials<<<1, kMaxBlocks>>>(scratch + 1, blocks, scratch);
+    sum_partials<<<1, kMaxBlocks, 0, stream>>>(scratch + 1, blocks, scratch);
     err = cudaGetLastError();
   }
-  if (err == cudaSuccess)
-    err = cudaMemcpy(&result, scratch, sizeof(double), cudaMemcpyDeviceToHost);
+  if (err == cudaSuccess) err = cudaMemcpyAsync(&result, scratch, sizeof(double), cudaMemcpyDeviceToHost, stream);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
   device_free(dev, scratch, scratch_bytes);
   if (previous != device) (void)cudaSetDevice(previous);
   check_cuda(err, "reduction");
