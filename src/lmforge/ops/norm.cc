@@ -34,6 +34,19 @@ int64_t check_norm_args(const char* op, const Tensor& x, const Tensor& w, float 
 
 Shape stats_shape(const Tensor& x) { return {x.numel() / x.size(-1)}; }
 
+// Where the rounded norm's backward puts the fp32 residual's gradient (input 0, like x): added
+// into the gradient x has collected so far when the tape allows it, else a fresh tensor.
+struct ResidualGrad {
+  Tensor dx;  // undefined when x needs no gradient
+  bool accumulate = false;
+};
+ResidualGrad residual_grad(const ag::GradContext& ctx, const Tensor& x) {
+  if (!ctx.needs_grad(0)) return {};
+  Tensor acc = ctx.activation_grad_to_add_into(0, DType::f32, x.numel());
+  if (acc.defined()) return {acc, true};
+  return {Tensor::empty(x.shape(), DType::f32, x.device()), false};
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
@@ -118,13 +131,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps, DType input_d
   ag::record("rms_norm", {x_in, w_in}, {&y}, [xs, ws, rstd, C](ag::GradContext& ctx) -> std::vector<Tensor> {
     const Device d = xs.device();
     Tensor dy = detail::grad_as(ctx.grad_output(0), DType::bf16);
-    Tensor dx;
-    bool accumulate = false;
-    if (ctx.needs_grad(0)) {
-      dx = ctx.activation_grad_to_add_into(0, DType::f32, xs.numel());
-      accumulate = dx.defined();
-      if (!accumulate) dx = Tensor::empty(xs.shape(), DType::f32, d);
-    }
+    auto [dx, accumulate] = residual_grad(ctx, xs);
     detail::WeightGrad gw = detail::weight_grad(ctx, 1, {C}, ws.dtype(), d);
     LMF_DISPATCH(xs, rmsnorm_rounded_backward, xs, ws, rstd, dy, Tensor(), dx, accumulate, Tensor(), gw.acc);
     return {accumulate ? Tensor() : dx, gw.result};
@@ -158,13 +165,7 @@ std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x_in, const Tensor& h_in, c
                const Device d = ss.device();
                Tensor ds = detail::grad_as(ctx.grad_output(0), DType::f32);
                Tensor dy = detail::grad_as(ctx.grad_output(1), DType::bf16);
-               Tensor dx;
-               bool accumulate = false;
-               if (ctx.needs_grad(0)) {
-                 dx = ctx.activation_grad_to_add_into(0, DType::f32, ss.numel());
-                 accumulate = dx.defined();
-                 if (!accumulate) dx = Tensor::empty(ss.shape(), DType::f32, d);
-               }
+               auto [dx, accumulate] = residual_grad(ctx, ss);
                Tensor dh = ctx.needs_grad(1) ? Tensor::empty(ss.shape(), DType::bf16, d) : Tensor();
                detail::WeightGrad gw = detail::weight_grad(ctx, 2, {C}, ws.dtype(), d);
                LMF_DISPATCH(ss, rmsnorm_rounded_backward, ss, ws, rstd, dy, ds, dx, accumulate, dh, gw.acc);
